@@ -1,0 +1,30 @@
+import { Config, Effect, Layer, Logger, LogLevel } from "effect"
+import { Settings } from "./config/ConfigFile.js"
+import * as Server from "./http/Server.js"
+import { Webhook } from "./http/Webhook.js"
+import { Events } from "./store/Events.js"
+import * as Sql from "./store/Sql.js"
+
+/** The store named by `store.url`, migrated. */
+export const StoreLive = Layer.unwrapEffect(Effect.map(Settings, ({ config }) => Sql.layer(config.store.url)))
+
+/** Pretty lines in a terminal, one JSON object per line otherwise; level from KYC_RELAY_LOG_LEVEL (default Info). */
+export const LoggingLive = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const level = yield* Config.logLevel("KYC_RELAY_LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+    const format = process.stdout.isTTY ? Logger.pretty : Logger.json
+    return Layer.merge(format, Logger.minimumLogLevel(level))
+  }).pipe(Effect.orDie)
+)
+
+/**
+ * The running service. The HTTP server is built last, so it listens only once the store is open and
+ * migrated, and it is closed first, so in-flight requests finish before the store goes away.
+ */
+export const ServeLive = Server.layer.pipe(
+  Layer.provide(Layer.mergeAll(Webhook.Default, Events.Default)),
+  Layer.provide(StoreLive)
+)
+
+/** Store access for the operator commands, without the HTTP server. */
+export const StoreAccessLive = Events.Default.pipe(Layer.provide(StoreLive))

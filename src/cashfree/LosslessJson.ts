@@ -1,0 +1,195 @@
+import { Data, Either } from "effect"
+
+/**
+ * A JSON value that keeps what `JSON.parse` throws away: the exact lexeme of every number and the
+ * order in which object keys appeared. The legacy signature scheme (Java `String.valueOf` of a
+ * Jackson map) depends on both, and the dedupe key must not round big integers.
+ */
+export type LosslessJson =
+  | null
+  | boolean
+  | string
+  | JsonNumber
+  | ReadonlyArray<LosslessJson>
+  | JsonObject
+
+export interface JsonNumber {
+  readonly _tag: "Number"
+  readonly lexeme: string
+}
+
+/** Keys keep first-seen order; a repeated key keeps its first position and takes the last value (Jackson's LinkedHashMap). */
+export interface JsonObject {
+  readonly _tag: "Object"
+  readonly fields: ReadonlyMap<string, LosslessJson>
+}
+
+export class JsonSyntaxError extends Data.TaggedError("JsonSyntaxError")<{
+  readonly message: string
+  readonly position: number
+}> {}
+
+/** Deeper documents are refused: no Cashfree payload nests more than three levels. */
+export const MAX_DEPTH = 64
+
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
+const WHITESPACE = /[ \t\n\r]*/y
+
+export const isObject = (value: LosslessJson): value is JsonObject =>
+  value !== null && typeof value === "object" && !Array.isArray(value) && (value as JsonObject)._tag === "Object"
+
+export const parse = (text: string): Either.Either<LosslessJson, JsonSyntaxError> => {
+  let pos = 0
+  const fail = (message: string): never => {
+    throw new JsonSyntaxError({ message: `${message} at position ${pos}`, position: pos })
+  }
+  const skip = () => {
+    WHITESPACE.lastIndex = pos
+    WHITESPACE.exec(text)
+    pos = WHITESPACE.lastIndex
+  }
+  const expect = (literal: string) => {
+    if (!text.startsWith(literal, pos)) fail(`Expected ${literal}`)
+    pos += literal.length
+  }
+  const string = (): string => {
+    const start = pos
+    pos++
+    while (pos < text.length) {
+      const c = text.charCodeAt(pos)
+      if (c === 0x22) {
+        pos++
+        try {
+          return JSON.parse(text.slice(start, pos)) as string
+        } catch {
+          pos = start
+          return fail("Invalid string")
+        }
+      }
+      pos += c === 0x5c ? 2 : 1
+    }
+    return fail("Unterminated string")
+  }
+  const value = (depth: number): LosslessJson => {
+    if (depth > MAX_DEPTH) fail(`Nesting deeper than ${MAX_DEPTH}`)
+    skip()
+    const c = text[pos]
+    switch (c) {
+      case "{": {
+        pos++
+        const fields = new Map<string, LosslessJson>()
+        skip()
+        if (text[pos] === "}") {
+          pos++
+          return { _tag: "Object", fields }
+        }
+        for (;;) {
+          skip()
+          if (text[pos] !== "\"") fail("Expected a key")
+          const key = string()
+          skip()
+          expect(":")
+          fields.set(key, value(depth + 1))
+          skip()
+          if (text[pos] === ",") {
+            pos++
+            continue
+          }
+          expect("}")
+          return { _tag: "Object", fields }
+        }
+      }
+      case "[": {
+        pos++
+        const items: Array<LosslessJson> = []
+        skip()
+        if (text[pos] === "]") {
+          pos++
+          return items
+        }
+        for (;;) {
+          items.push(value(depth + 1))
+          skip()
+          if (text[pos] === ",") {
+            pos++
+            continue
+          }
+          expect("]")
+          return items
+        }
+      }
+      case "\"":
+        return string()
+      case "t":
+        expect("true")
+        return true
+      case "f":
+        expect("false")
+        return false
+      case "n":
+        expect("null")
+        return null
+      default: {
+        NUMBER.lastIndex = pos
+        const match = NUMBER.exec(text)
+        if (match === null || match[0].length === 0) return fail("Unexpected character")
+        pos = NUMBER.lastIndex
+        return { _tag: "Number", lexeme: match[0] }
+      }
+    }
+  }
+  try {
+    const result = value(0)
+    skip()
+    if (pos !== text.length) fail("Unexpected data after the JSON value")
+    return Either.right(result)
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) return Either.left(error)
+    throw error
+  }
+}
+
+const compareCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/**
+ * Deterministic text for hashing: object keys sorted by UTF-16 code unit at every level, no
+ * whitespace, strings re-escaped by `JSON.stringify`, numbers exactly as received.
+ */
+export const canonical = (value: LosslessJson, omitTopLevel?: string): string => {
+  if (value === null || typeof value === "boolean") return String(value)
+  if (typeof value === "string") return JSON.stringify(value)
+  if (Array.isArray(value)) return `[${value.map((item) => canonical(item)).join(",")}]`
+  if (!isObject(value)) return (value as JsonNumber).lexeme
+  const keys = [...value.fields.keys()].filter((key) => key !== omitTopLevel).sort(compareCodeUnits)
+  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonical(value.fields.get(key)!)}`).join(",")}}`
+}
+
+/** Java's `Double.toString`: plain for 1e-3 <= |x| < 1e7, otherwise `d.dddE±n`; always one fractional digit. */
+const javaDouble = (x: number): string => {
+  if (Number.isNaN(x)) return "NaN"
+  if (!Number.isFinite(x)) return x > 0 ? "Infinity" : "-Infinity"
+  if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0"
+  const abs = Math.abs(x)
+  if (abs >= 1e-3 && abs < 1e7) {
+    const plain = String(x)
+    return plain.includes(".") ? plain : `${plain}.0`
+  }
+  const [mantissa, exponent] = x.toExponential().split("e") as [string, string]
+  return `${mantissa.includes(".") ? mantissa : `${mantissa}.0`}E${exponent.replace("+", "")}`
+}
+
+const javaNumber = (lexeme: string): string =>
+  /^-?\d+$/.test(lexeme) ? BigInt(lexeme).toString() : javaDouble(Number(lexeme))
+
+/** `String.valueOf` of the value Jackson builds for this JSON (LinkedHashMap, ArrayList, Integer/Long/BigInteger, Double). */
+export const javaString = (value: LosslessJson): string => {
+  if (value === null || typeof value === "boolean") return String(value)
+  if (typeof value === "string") return value
+  if (Array.isArray(value)) return `[${value.map(javaString).join(", ")}]`
+  if (!isObject(value)) return javaNumber((value as JsonNumber).lexeme)
+  return `{${[...value.fields].map(([key, item]) => `${key}=${javaString(item)}`).join(", ")}}`
+}
+
+/** The legacy scheme's HMAC input: the values of `data`, its keys sorted as Java's TreeMap sorts them, concatenated. */
+export const legacySigningString = (data: JsonObject): string =>
+  [...data.fields.keys()].sort(compareCodeUnits).map((key) => javaString(data.fields.get(key)!)).join("")

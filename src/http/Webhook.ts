@@ -1,0 +1,130 @@
+import { createHash, randomBytes } from "node:crypto"
+import type { IncomingHttpHeaders } from "node:http"
+import { DateTime, Effect, Either, Schema } from "effect"
+import { canonical, isObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
+import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
+import { Settings } from "../config/ConfigFile.js"
+import { CashfreeEvent, isKnownEventType } from "../domain/Event.js"
+import { issuesOf, pathText } from "../domain/Issues.js"
+import { Ingest } from "../ingest/Ingest.js"
+import type { EventRow } from "../store/Events.js"
+import { json, problem, type FieldProblem, type Reply } from "./Reply.js"
+
+export interface WebhookRequest {
+  readonly headers: IncomingHttpHeaders
+  readonly body: Buffer
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+const decodeEvent = Schema.decodeUnknownEither(CashfreeEvent, { errors: "all" })
+
+const header = (headers: IncomingHttpHeaders, name: string): string | undefined => {
+  const value = headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** Sortable by arrival, unique without coordination between instances. */
+export const newEventId = () => `evt_${Date.now().toString(36).padStart(9, "0")}${randomBytes(8).toString("hex")}`
+
+/** SHA-256 of the canonical body minus `signature`, so a retry signed again with a new timestamp is still a duplicate. */
+export const dedupeKey = (document: LosslessJson) =>
+  createHash("sha256").update(canonical(document, "signature")).digest("hex")
+
+const malformed = (detail: string) => problem(400, "malformed-body", "Malformed body", detail)
+
+const unauthorized = (detail: string) => problem(401, "invalid-signature", "Invalid signature", detail)
+
+const textField = (value: unknown): string | null => (typeof value === "string" ? value : null)
+
+export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
+  effect: Effect.gen(function*() {
+    const { config } = yield* Settings
+    const ingest = yield* Ingest
+    const { secrets, signature: setting } = config.cashfree
+
+    /** Verifies first, then reads: an unauthenticated request never reaches the store. */
+    const authenticate = (request: WebhookRequest): Either.Either<
+      { readonly verified: Verified; readonly text: string; readonly document: LosslessJson },
+      Reply
+    > => {
+      const signed = { signature: header(request.headers, "x-webhook-signature"), timestamp: header(request.headers, "x-webhook-timestamp") }
+      const useHeader = setting === "header" || (setting === "auto" && hasHeaderSignature(signed))
+      const headerCheck = useHeader ? verifyHeader(secrets, signed, request.body) : undefined
+      if (headerCheck !== undefined && Either.isLeft(headerCheck)) return Either.left(unauthorized(headerCheck.left.message))
+      let text: string
+      try {
+        text = utf8.decode(request.body)
+      } catch {
+        return Either.left(malformed("The body is not valid UTF-8"))
+      }
+      const document = parse(text)
+      if (Either.isLeft(document)) return Either.left(malformed(`The body is not valid JSON: ${document.left.message}`))
+      const verified = headerCheck ?? verifyLegacy(secrets, document.right)
+      return Either.isLeft(verified)
+        ? Either.left(unauthorized(verified.left.message))
+        : Either.right({ verified: verified.right, text, document: document.right })
+    }
+
+    const handle = Effect.fn("Webhook.handle")(function*(request: WebhookRequest) {
+      const authenticated = authenticate(request)
+      if (Either.isLeft(authenticated)) {
+        yield* Effect.logWarning("webhook rejected").pipe(
+          Effect.annotateLogs({ status: authenticated.left.status, reason: (authenticated.left.body as { type: string }).type })
+        )
+        return authenticated.left
+      }
+      const { verified, text, document } = authenticated.right
+      if (!isObject(document)) return malformed("The body must be a JSON object")
+
+      const raw = JSON.parse(text) as Record<string, unknown>
+      const data = typeof raw.data === "object" && raw.data !== null ? raw.data as Record<string, unknown> : {}
+      const decoded = isKnownEventType(raw.event_type)
+        ? Either.mapLeft(decodeEvent(raw), (error): ReadonlyArray<FieldProblem> =>
+          issuesOf(error).map((issue) => ({ path: pathText(issue.path), message: issue.message })))
+        : Either.left<ReadonlyArray<FieldProblem>>([{
+          path: "event_type",
+          message: typeof raw.event_type === "string" ? "not an event type kyc-relay knows" : "expected a string"
+        }])
+
+      const row: EventRow = {
+        id: newEventId(),
+        dedupe_key: dedupeKey(document),
+        status: Either.isRight(decoded) ? "accepted" : "quarantined",
+        event_type: textField(raw.event_type),
+        verification_id: textField(data.verification_id),
+        event_status: textField(data.status) ?? textField(data.form_status),
+        event_sub_status: textField(data.sub_status),
+        event_time: Either.isRight(decoded)
+          ? DateTime.formatIso(decoded.right.event_time)
+          : textField(raw.event_time),
+        received_at: new Date().toISOString(),
+        scheme: verified.scheme,
+        secret_index: verified.secretIndex,
+        webhook_attempt: header(request.headers, "x-webhook-attempt") ?? null,
+        webhook_version: header(request.headers, "x-webhook-version") ?? null,
+        webhook_timestamp: header(request.headers, "x-webhook-timestamp") ?? null,
+        idempotency_key: header(request.headers, "x-idempotency-key") ?? null,
+        body: text,
+        problems: Either.isLeft(decoded) ? JSON.stringify(decoded.left) : null
+      }
+
+      const stored = yield* ingest.store(row).pipe(Effect.either)
+      if (Either.isLeft(stored)) {
+        return problem(503, "store-unavailable", "Store unavailable", "The event could not be stored; retry later", {
+          headers: { "retry-after": "5" }
+        })
+      }
+      const { eventId, duplicate } = stored.right
+      yield* Effect.logDebug("webhook stored").pipe(
+        Effect.annotateLogs({ event_id: eventId, status: duplicate ? "duplicate" : row.status, verification_id: row.verification_id, secret: verified.secretIndex })
+      )
+      if (duplicate) return json(200, { status: "duplicate", event_id: eventId })
+      return Either.isLeft(decoded)
+        ? json(200, { status: "quarantined", event_id: eventId, errors: decoded.left })
+        : json(200, { status: "accepted", event_id: eventId })
+    }, Effect.annotateLogs({ service: "Webhook" }))
+
+    return { handle } as const
+  }),
+  dependencies: [Ingest.Default]
+}) {}

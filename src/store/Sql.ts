@@ -1,0 +1,55 @@
+import { Migrator } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Data, Effect, Layer, Redacted } from "effect"
+import { mkdirSync } from "node:fs"
+import { dirname } from "node:path"
+import { createEvents } from "./migrations/0001_events.js"
+
+export type StoreKind = "sqlite" | "postgres"
+
+export const storeKind = (url: string): StoreKind => (url.startsWith("sqlite:") ? "sqlite" : "postgres")
+
+/** The store URL with any password removed, for logs and `check-config`. */
+export const describeStore = (url: string): string =>
+  storeKind(url) === "sqlite" ? url : url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, (_, user) => `//${user}${user ? ":***@" : ""}`)
+
+const sqliteLayer = (filename: string) =>
+  Layer.effectDiscard(
+    Effect.gen(function*() {
+      const sql = yield* SqliteClient.SqliteClient
+      // WAL is on already; FULL makes every commit reach the disk before we answer 200.
+      yield* sql`PRAGMA synchronous = FULL`
+      yield* sql`PRAGMA busy_timeout = 5000`
+    })
+  ).pipe(
+    Layer.provideMerge(SqliteClient.layer({ filename })),
+    Layer.provide(Layer.effectDiscard(Effect.sync(() => mkdirSync(dirname(filename), { recursive: true }))))
+  )
+
+const postgresLayer = (url: string) =>
+  PgClient.layer({ url: Redacted.make(url), maxConnections: 10 })
+
+const runMigrations = Migrator.make({})({
+  table: "kyc_relay_migrations",
+  loader: Migrator.fromRecord({ "0001_events": createEvents })
+})
+
+/** The store could not be opened or migrated at start-up. */
+export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
+  readonly store: string
+  readonly cause: unknown
+}> {
+  override get message() {
+    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `cannot open the store ${this.store} (check store.url): ${reason}`
+  }
+}
+
+/** The generic `SqlClient` for `store.url`, migrated to the latest schema before anything else uses it. */
+export const layer = (url: string) => {
+  const client = storeKind(url) === "sqlite" ? sqliteLayer(url.slice("sqlite:".length)) : postgresLayer(url)
+  return Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client),
+    Layer.mapError((cause) => new StoreUnavailable({ store: describeStore(url), cause }))
+  )
+}
