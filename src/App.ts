@@ -22,8 +22,8 @@ export const LoggingLive = Layer.unwrapEffect(
  * migrated, and it is closed first, so in-flight requests finish before the store goes away.
  */
 export const ServeLive = Server.layer.pipe(
-  Layer.provide(Layer.mergeAll(Webhook.Default, Events.Default)),
-  Layer.provide(StoreLive)
+  Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default)),
+  Layer.provideMerge(StoreLive)
 )
 
 /** Store access for the operator commands, without the HTTP server. */

@@ -102,7 +102,7 @@ const send = Command.make(
       const { config: relay } = yield* Settings
       const host = relay.server.host === "0.0.0.0" ? "127.0.0.1" : relay.server.host
       const endpoint = Option.getOrElse(url, () => `http://${host}:${relay.server.port}${relay.server.path}`)
-      const key = Option.getOrElse(secret, () => relay.cashfree.secrets[0])
+      const key = Option.getOrElse(secret, () => relay.cashfree.secrets[0]!)
       const payload = yield* loadPayload(target)
       const signed = yield* Either.match(sign(payload, key, scheme, Date.now()), {
         onLeft: (error) => Effect.fail(error),

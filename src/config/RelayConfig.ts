@@ -2,7 +2,7 @@ import { Schema } from "effect"
 
 export const DEFAULT_CONFIG_PATH = "config/kyc-relay.yaml"
 
-const Port = Schema.Int.pipe(Schema.between(1, 65535)).annotations({ identifier: "a port number from 1 to 65535" })
+const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number from 1 to 65535 (0 lets the system choose)" }))
 
 const WebhookPath = Schema.String.pipe(
   Schema.pattern(/^\/[A-Za-z0-9._~\-/]*$/),
@@ -28,7 +28,7 @@ export const ServerSettings = Schema.Struct({
 
 export const CashfreeSettings = Schema.Struct({
   /** Current secret first, then previous ones still being rotated out. */
-  secrets: Schema.NonEmptyArray(Secret),
+  secrets: Schema.Array(Secret).pipe(Schema.minItems(1, { message: () => "at least one client secret" })),
   signature: Schema.optionalWith(Schema.Literal("auto", "header", "body"), { default: () => "auto" as const })
 })
 

@@ -142,25 +142,33 @@ export const KYC_LINK_EVENT_TYPES = ["KYC_LINK_ACTION_PERFORMED", "KYC_LINK_SUCC
 export const EVENT_TYPES = [...VKYC_EVENT_TYPES, ...KYC_LINK_EVENT_TYPES] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 
-export const VkycEvent = Schema.Struct({
-  event_type: Schema.Literal(...VKYC_EVENT_TYPES),
-  event_time: EventTime,
-  version: Schema.String,
-  data: VkycData
-}).annotations({ identifier: "VkycEvent" })
-export type VkycEvent = typeof VkycEvent.Type
+const vkycEvent = <const T extends (typeof VKYC_EVENT_TYPES)[number]>(eventType: T) =>
+  Schema.Struct({ event_type: Schema.Literal(eventType), event_time: EventTime, version: Schema.String, data: VkycData })
+    .annotations({ identifier: eventType })
 
-export const KycLinkEvent = Schema.Struct({
-  event_type: Schema.Literal(...KYC_LINK_EVENT_TYPES),
-  event_time: EventTime,
-  version: Schema.String,
-  data: KycLinkData
-}).annotations({ identifier: "KycLinkEvent" })
-export type KycLinkEvent = typeof KycLinkEvent.Type
+const kycLinkEvent = <const T extends (typeof KYC_LINK_EVENT_TYPES)[number]>(eventType: T) =>
+  Schema.Struct({ event_type: Schema.Literal(eventType), event_time: EventTime, version: Schema.String, data: KycLinkData })
+    .annotations({ identifier: eventType })
 
-/** Every Secure ID event kyc-relay understands, discriminated by `event_type`. */
-export const CashfreeEvent = Schema.Union(VkycEvent, KycLinkEvent)
+/** Every Secure ID event kyc-relay understands, discriminated by `event_type` (one member per type). */
+export const CashfreeEvent = Schema.Union(
+  vkycEvent("VKYC_USER_LINK_GENERATED"),
+  vkycEvent("VKYC_USER_LINK_EXPIRED"),
+  vkycEvent("VKYC_USER_AADHAAR_VERIFIED"),
+  vkycEvent("VKYC_USER_CALL_SCHEDULED"),
+  vkycEvent("VKYC_USER_PRECHECK_FAILED"),
+  vkycEvent("VKYC_USER_CALL_QUEUED"),
+  vkycEvent("VKYC_USER_CALL_STARTED"),
+  vkycEvent("VKYC_USER_DROPOFF_FROM_CALL"),
+  vkycEvent("VKYC_USER_CALL_COMPLETED"),
+  vkycEvent("VKYC_AUDITOR_REVIEW_COMPLETED"),
+  kycLinkEvent("KYC_LINK_ACTION_PERFORMED"),
+  kycLinkEvent("KYC_LINK_SUCCESS"),
+  kycLinkEvent("KYC_LINK_EXPIRED")
+)
 export type CashfreeEvent = typeof CashfreeEvent.Type
+export type VkycEvent = Extract<CashfreeEvent, { readonly data: VkycData }>
+export type KycLinkEvent = Extract<CashfreeEvent, { readonly data: KycLinkData }>
 
 export const isKnownEventType = (value: unknown): value is EventType =>
   typeof value === "string" && (EVENT_TYPES as ReadonlyArray<string>).includes(value)

@@ -1,0 +1,103 @@
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, Option, Redacted } from "effect"
+import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
+
+const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+const problemsOf = (text: string, env: Record<string, string> = {}) =>
+  parseConfigText(text, "relay.yaml").pipe(
+    withEnv(env),
+    Effect.flip,
+    Effect.map((error) => error.message.split("\n"))
+  )
+
+describe("configuration file", () => {
+  it.effect("fills defaults and reads secrets and values from the environment", () =>
+    Effect.gen(function*() {
+      const config = yield* parseConfigText(
+        [
+          "server:",
+          "  port: ${PORT:-9000}",
+          "cashfree:",
+          "  secrets: [\"${CF_SECRET}\", \"${CF_OLD:-older}\"]",
+          "store:",
+          "  url: sqlite:${DATA_DIR}/relay.db"
+        ].join("\n"),
+        "relay.yaml"
+      ).pipe(withEnv({ CF_SECRET: "s3cret", DATA_DIR: "/var/lib/kyc" }))
+      assert.deepStrictEqual(
+        {
+          ...config,
+          cashfree: { ...config.cashfree, secrets: config.cashfree.secrets.map(Redacted.value) }
+        },
+        {
+          server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144 },
+          cashfree: { secrets: ["s3cret", "older"], signature: "auto" },
+          store: { url: "sqlite:/var/lib/kyc/relay.db" }
+        }
+      )
+      assert.notInclude(String(config.cashfree.secrets[0]), "s3cret", "secrets print redacted")
+    }))
+
+  it.effect("names file, line, column and key of a wrong value, and what would be valid", () =>
+    Effect.gen(function*() {
+      const lines = yield* problemsOf(
+        ["server:", "  port: 99999", "cashfree:", "  secrets: [\"x\"]", "  signature: both"].join("\n")
+      )
+      assert.deepStrictEqual(lines, [
+        "relay.yaml:2:3 server.port: a port number from 1 to 65535 (0 lets the system choose)",
+        "relay.yaml:5:3 cashfree.signature: expected \"auto\" | \"header\" | \"body\""
+      ])
+    }))
+
+  it.effect("refuses unknown keys, so a typo is not silently ignored", () =>
+    Effect.gen(function*() {
+      const lines = yield* problemsOf(["server:", "  prot: 8080", "cashfree:", "  secrets: [\"x\"]"].join("\n"))
+      assert.deepStrictEqual(lines, [
+        "relay.yaml:2:3 server.prot: unknown key; expected one of \"host\" | \"port\" | \"path\" | \"max_body_bytes\""
+      ])
+    }))
+
+  it.effect("reports a missing section, an unset variable and bad YAML", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* problemsOf("server:\n  port: 1\n"), [
+        "relay.yaml:1:1 cashfree: is missing"
+      ])
+      assert.deepStrictEqual(yield* problemsOf("cashfree:\n  secrets:\n    - \"${NOPE}\"\n"), [
+        "relay.yaml:3:7 cashfree.secrets.0: environment variable NOPE is not set (set it, or write ${NOPE:-default})"
+      ])
+      const yaml = yield* problemsOf("cashfree:\n  secrets: [\"x\"\n  signature: auto\n")
+      assert.strictEqual(yaml.length, 1)
+      assert.match(yaml[0]!, /^relay\.yaml:\d+:\d+: /)
+      assert.deepStrictEqual(yield* problemsOf("cashfree:\n  secrets: []\n"), [
+        "relay.yaml:2:3 cashfree.secrets: at least one client secret"
+      ])
+    }))
+
+  it.effect("never prints a secret in an error", () =>
+    Effect.gen(function*() {
+      const lines = yield* problemsOf("cashfree:\n  secrets: [\"${S}\"]\n  extra: 1\n", { S: "top-secret-value" })
+      assert.notInclude(lines.join("\n"), "top-secret-value")
+    }))
+
+  it.effect("says which file could not be read", () =>
+    Effect.gen(function*() {
+      const error = yield* loadConfigFile("/nonexistent/kyc-relay.yaml").pipe(Effect.flip, Effect.provide(NodeContext.layer))
+      assert.strictEqual(
+        error.message,
+        "/nonexistent/kyc-relay.yaml: cannot read this file (pass --config FILE or set KYC_RELAY_CONFIG)"
+      )
+    }))
+
+  it.effect("accepts the configuration shipped in config/", () =>
+    Effect.gen(function*() {
+      const result = yield* loadConfigFile("config/kyc-relay.yaml").pipe(
+        withEnv({ CASHFREE_CLIENT_SECRET: "x" }),
+        Effect.provide(NodeContext.layer),
+        Effect.either
+      )
+      assert.isTrue(Either.isRight(result))
+      assert.deepStrictEqual(Option.some(Either.getOrThrow(result).store.url), Option.some("sqlite:data/kyc-relay.db"))
+    }))
+})
