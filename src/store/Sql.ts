@@ -1,7 +1,7 @@
 import { Migrator } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Data, Effect, Layer, Redacted } from "effect"
+import { Data, Effect, Layer, Redacted, Schedule } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { createEvents } from "./migrations/0001_events.js"
@@ -30,10 +30,12 @@ const sqliteLayer = (filename: string) =>
 const postgresLayer = (url: string) =>
   PgClient.layer({ url: Redacted.make(url), maxConnections: 10 })
 
+// Instances starting together on a new PostgreSQL database race to create the migrations table;
+// the loser's next attempt finds it and waits on its lock instead.
 const runMigrations = Migrator.make({})({
   table: "kyc_relay_migrations",
   loader: Migrator.fromRecord({ "0001_events": createEvents })
-})
+}).pipe(Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }))
 
 /** The store could not be opened or migrated at start-up. */
 export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{

@@ -1,0 +1,96 @@
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { Events, type EventRow } from "../../src/store/Events.js"
+import * as Sql from "../../src/store/Sql.js"
+import { STORES } from "../support/Relay.js"
+
+const row = (id: string, dedupeKey: string, overrides: Partial<EventRow> = {}): EventRow => ({
+  id,
+  dedupe_key: dedupeKey,
+  status: "accepted",
+  event_type: "VKYC_USER_CALL_QUEUED",
+  verification_id: "vkyc_1",
+  event_status: "PRE_VIDEO_CALL",
+  event_sub_status: "USER_QUEUED",
+  event_time: "2025-05-23T14:29:02.000Z",
+  received_at: "2026-01-01T00:00:00.000Z",
+  scheme: "header",
+  secret_index: 0,
+  webhook_attempt: "1",
+  webhook_version: "2025-01-01",
+  webhook_timestamp: "1746427759733",
+  idempotency_key: null,
+  body: "{}",
+  problems: null,
+  ...overrides
+})
+
+const withEvents = (url: string) =>
+  Effect.provide(Events.Default.pipe(Layer.provide(Sql.layer(url)), Layer.provide(NodeContext.layer)))
+
+describe.each(STORES)("event store on $name", ({ make }) => {
+  it.scopedLive("starts several instances on one new database at once", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      const counts = yield* Effect.all(
+        Array.from({ length: 4 }, () => Effect.flatMap(Events, (events) => events.count).pipe(withEvents(url))),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(counts, [0, 0, 0, 0])
+    }))
+
+  it.scopedLive("stores a key once, within one batch and across batches, and answers with the first id", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      yield* Effect.gen(function*() {
+        const events = yield* Events
+        const first = yield* events.insertBatch([row("e1", "k1"), row("e2", "k2"), row("e3", "k1")])
+        assert.deepStrictEqual(first, [
+          { eventId: "e1", duplicate: false },
+          { eventId: "e2", duplicate: false },
+          { eventId: "e1", duplicate: true }
+        ])
+        const second = yield* events.insertBatch([row("e4", "k2"), row("e5", "k3")])
+        assert.deepStrictEqual(second, [
+          { eventId: "e2", duplicate: true },
+          { eventId: "e5", duplicate: false }
+        ])
+        assert.strictEqual(yield* events.count, 3)
+      }).pipe(withEvents(url))
+    }))
+
+  it.scopedLive("keeps concurrent batches of the same keys to one row each", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      yield* Effect.gen(function*() {
+        const events = yield* Events
+        const batches = Array.from({ length: 8 }, (_, b) =>
+          events.insertBatch(Array.from({ length: 20 }, (_, i) => row(`e${b}-${i}`, `k${i}`))))
+        const results = (yield* Effect.all(batches, { concurrency: "unbounded" })).flat()
+        assert.strictEqual(results.filter((r) => !r.duplicate).length, 20)
+        assert.strictEqual(new Set(results.map((r) => r.eventId)).size, 20)
+        assert.strictEqual(yield* events.count, 20)
+      }).pipe(withEvents(url))
+    }))
+
+  it.scopedLive("keeps data across a restart and lists the timeline in event-time order", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      yield* Effect.flatMap(Events, (events) =>
+        events.insertBatch([
+          row("late", "k1", { event_time: "2025-05-24T06:10:00.000Z", event_type: "VKYC_AUDITOR_REVIEW_COMPLETED" }),
+          row("early", "k2", { event_time: "2025-05-22T03:51:14.000Z", event_type: "VKYC_USER_LINK_GENERATED" }),
+          row("other", "k3", { verification_id: "vkyc_2" }),
+          row("bad", "k4", { status: "quarantined", problems: "[]", received_at: "2026-01-02T00:00:00.000Z" })
+        ])).pipe(withEvents(url))
+      yield* Effect.gen(function*() {
+        const events = yield* Events
+        assert.deepStrictEqual((yield* events.timeline("vkyc_1")).map((r) => r.id), ["early", "bad", "late"])
+        assert.deepStrictEqual((yield* events.list({ quarantined: true, limit: 10 })).map((r) => r.id), ["bad"])
+        const all = yield* events.list({ quarantined: false, limit: 10 })
+        assert.strictEqual(all.length, 4)
+        assert.deepStrictEqual(all.find((r) => r.id === "early"), row("early", "k2", { event_time: "2025-05-22T03:51:14.000Z", event_type: "VKYC_USER_LINK_GENERATED" }))
+      }).pipe(withEvents(url))
+    }))
+})
