@@ -1,4 +1,4 @@
-import { Config, Effect, Layer, Logger, LogLevel } from "effect"
+import { Config, ConfigError, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { Settings } from "./config/ConfigFile.js"
 import * as Server from "./http/Server.js"
 import { Webhook } from "./http/Webhook.js"
@@ -8,13 +8,29 @@ import * as Sql from "./store/Sql.js"
 /** The store named by `store.url`, migrated. */
 export const StoreLive = Layer.unwrapEffect(Effect.map(Settings, ({ config }) => Sql.layer(config.store.url)))
 
-/** Pretty lines in a terminal, one JSON object per line otherwise; level from KYC_RELAY_LOG_LEVEL (default Info). */
+const LEVELS = {
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  none: LogLevel.None
+} as const
+
+/** Pretty lines in a terminal, one JSON object per line otherwise; level from KYC_RELAY_LOG_LEVEL: debug, info (default), warning, error or none. */
 export const LoggingLive = Layer.unwrapEffect(
   Effect.gen(function*() {
-    const level = yield* Config.logLevel("KYC_RELAY_LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+    const level = yield* Config.string("KYC_RELAY_LOG_LEVEL").pipe(
+      Config.withDefault("info"),
+      Config.mapOrFail((name) => {
+        const level = LEVELS[name.toLowerCase() as keyof typeof LEVELS]
+        return level === undefined
+          ? Either.left(ConfigError.InvalidData([], `KYC_RELAY_LOG_LEVEL must be one of ${Object.keys(LEVELS).join(", ")}`))
+          : Either.right(level)
+      })
+    )
     const format = process.stdout.isTTY ? Logger.pretty : Logger.json
     return Layer.merge(format, Logger.minimumLogLevel(level))
-  }).pipe(Effect.orDie)
+  })
 )
 
 /**

@@ -1,8 +1,11 @@
 import { FileSystem } from "@effect/platform"
-import { Array as Arr, Config, Context, Data, Effect, Either, Layer, Option, Schema } from "effect"
+import { Array as Arr, Config, Context, Data, Effect, Either, Layer, Option, type ParseResult, Schema } from "effect"
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node } from "yaml"
 import { issuesOf, pathText } from "../domain/Issues.js"
-import { DEFAULT_CONFIG_PATH, RelayConfig } from "./RelayConfig.js"
+import { EVENT_TYPES, isKnownEventType } from "../domain/Event.js"
+import { type InstanceSpec, resolvePlugin } from "../plugin/Registry.js"
+import { DEFAULT_CONFIG_PATH, HOST_KEYS, InstanceHostSettings, RelayConfig } from "./RelayConfig.js"
+import { didYouMean } from "./Suggest.js"
 
 export interface ConfigProblem {
   readonly line: number | undefined
@@ -23,11 +26,15 @@ export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
   }
 }
 
-/** The decoded configuration and the file it came from. */
-export class Settings extends Context.Tag("kyc-relay/Settings")<Settings, {
+/** A validated configuration: the file it came from, its values, and its plugin instances ready to build. */
+export interface Loaded {
   readonly file: string
   readonly config: RelayConfig
-}>() {}
+  readonly instances: ReadonlyMap<string, InstanceSpec>
+}
+
+/** The configuration the process started with. */
+export class Settings extends Context.Tag("kyc-relay/Settings")<Settings, Loaded>() {}
 
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
@@ -125,6 +132,86 @@ const locate = (doc: Document, path: ReadonlyArray<PropertyKey>): number | undef
   return offset
 }
 
+interface PathProblem {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly message: string
+}
+
+const fromParseError = (prefix: ReadonlyArray<PropertyKey>) => (error: ParseResult.ParseError): Array<PathProblem> =>
+  issuesOf(error).map((issue) => ({
+    path: [...prefix, ...issue.path],
+    message: issue.tag === "Unexpected"
+      ? `unknown key; ${issue.message.replace(/^is unexpected, expected: /, "expected one of ")}`
+      : issue.message
+  }))
+
+const pick = (block: Readonly<Record<string, unknown>>, keys: ReadonlyArray<string>, keep: boolean) =>
+  Object.fromEntries(Object.entries(block).filter(([key]) => keys.includes(key) === keep))
+
+/** Builds every plugin instance's spec: host keys, the plugin itself, and its settings decoded by its own Schema. */
+const resolveInstances = (config: RelayConfig) =>
+  Effect.gen(function*() {
+    const problems: Array<PathProblem> = []
+    const instances = new Map<string, InstanceSpec>()
+    for (const [name, block] of Object.entries(config.plugins)) {
+      const host = Schema.decodeUnknownEither(InstanceHostSettings, { errors: "all" })(pick(block, HOST_KEYS, true))
+      if (Either.isLeft(host)) {
+        problems.push(...fromParseError(["plugins", name])(host.left))
+        continue
+      }
+      const plugin = yield* Effect.either(resolvePlugin(host.right.use))
+      if (Either.isLeft(plugin)) {
+        problems.push({ path: ["plugins", name, "use"], message: plugin.left })
+        continue
+      }
+      const settings = Schema.decodeUnknownEither(plugin.right.settings, { errors: "all", onExcessProperty: "error" })(
+        pick(block, HOST_KEYS, false)
+      )
+      if (Either.isLeft(settings)) {
+        problems.push(...fromParseError(["plugins", name])(settings.left))
+        continue
+      }
+      instances.set(name, {
+        name,
+        plugin: plugin.right,
+        settings: settings.right,
+        concurrency: host.right.concurrency,
+        timeout: host.right.timeout
+      })
+    }
+    return { problems, instances }
+  })
+
+const asList = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
+  value === undefined ? [] : typeof value === "string" ? [value] : value
+
+/** Routes may only name configured instances and, outside globs, known event types. */
+const checkRoutes = (config: RelayConfig): Array<PathProblem> =>
+  config.routes.flatMap((route, i) => {
+    const problems: Array<PathProblem> = []
+    const names = Object.keys(config.plugins)
+    asList(route.to).forEach((target, j) => {
+      if (!(target in config.plugins)) {
+        problems.push({
+          path: typeof route.to === "string" ? ["routes", i, "to"] : ["routes", i, "to", j],
+          message: `no plugin instance named "${target}"${didYouMean(target, names)}; ` +
+            (names.length === 0 ? "the plugins: section is empty" : `instances: ${names.join(", ")}`)
+        })
+      }
+    })
+    const types = route.match.event_type
+    asList(types).forEach((type, j) => {
+      if (!/[*?]/.test(type) && !isKnownEventType(type)) {
+        problems.push({
+          path: typeof types === "string" ? ["routes", i, "match", "event_type"] : ["routes", i, "match", "event_type", j],
+          message: `unknown event type ${type}${didYouMean(type, EVENT_TYPES)}`
+        })
+      }
+    })
+    return problems
+  })
+
+/** Parses, interpolates and validates a configuration, and loads the plugins it names. */
 export const parseConfigText = (text: string, file: string) =>
   Effect.gen(function*() {
     const lines = new LineCounter()
@@ -139,21 +226,23 @@ export const parseConfigText = (text: string, file: string) =>
         }))
       })
     }
+    const invalid = (problems: ReadonlyArray<PathProblem>) =>
+      new ConfigInvalid({
+        file,
+        problems: problems.map((problem) => ({
+          ...position(lines, locate(doc, problem.path)),
+          key: pathText(problem.path),
+          message: problem.message
+        }))
+      })
     yield* interpolate(doc, lines, file)
-    return yield* Schema.decodeUnknown(RelayConfig, { errors: "all", onExcessProperty: "error" })(doc.toJS() ?? {}).pipe(
-      Effect.mapError((error) =>
-        new ConfigInvalid({
-          file,
-          problems: issuesOf(error).map((issue) => ({
-            ...position(lines, locate(doc, issue.path)),
-            key: pathText(issue.path),
-            message: issue.tag === "Unexpected"
-              ? `unknown key; ${issue.message.replace(/^is unexpected, expected: /, "expected one of ")}`
-              : issue.message
-          }))
-        })
-      )
-    )
+    const config = yield* Schema.decodeUnknown(RelayConfig, { errors: "all", onExcessProperty: "error" })(
+      doc.toJS() ?? {}
+    ).pipe(Effect.mapError((error) => invalid(fromParseError([])(error))))
+    const { instances, problems } = yield* resolveInstances(config)
+    problems.push(...checkRoutes(config))
+    if (problems.length > 0) return yield* invalid(problems)
+    return { file, config, instances } satisfies Loaded
   })
 
 export const loadConfigFile = (file: string) =>
@@ -182,7 +271,6 @@ export const layer = (flag: Option.Option<string>) =>
     Settings,
     Effect.gen(function*() {
       const file = yield* resolveConfigPath(flag)
-      const config = yield* loadConfigFile(file)
-      return { file, config }
+      return yield* loadConfigFile(file)
     })
   )

@@ -4,6 +4,10 @@ import { Events, type EventRow, type Stored } from "../store/Events.js"
 /** Largest number of webhooks committed together in one transaction. */
 const MAX_BATCH = 256
 
+const nextMacrotask = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
+
 interface Pending {
   readonly row: EventRow
   readonly done: Deferred.Deferred<Stored, unknown>
@@ -20,7 +24,11 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     const queue = yield* Queue.bounded<Pending>(16 * MAX_BATCH)
 
     const writeBatch = Effect.gen(function*() {
-      const batch = yield* Queue.takeBetween(queue, 1, MAX_BATCH)
+      const first = yield* Queue.take(queue)
+      // Let the event loop read the requests already waiting on their sockets before committing; otherwise
+      // every transaction would hold one event and pay a whole fsync.
+      yield* nextMacrotask
+      const batch = [first, ...(yield* Queue.takeUpTo(queue, MAX_BATCH - 1))]
       const exit = yield* Effect.exit(events.insertBatch(Array.from(batch, (pending) => pending.row)))
       let i = 0
       for (const pending of batch) {

@@ -1,4 +1,4 @@
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, Option, Redacted } from "effect"
 import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
@@ -15,7 +15,7 @@ const problemsOf = (text: string, env: Record<string, string> = {}) =>
 describe("configuration file", () => {
   it.effect("fills defaults and reads secrets and values from the environment", () =>
     Effect.gen(function*() {
-      const config = yield* parseConfigText(
+      const { config } = yield* parseConfigText(
         [
           "server:",
           "  port: ${PORT:-9000}",
@@ -28,8 +28,9 @@ describe("configuration file", () => {
       ).pipe(withEnv({ CF_SECRET: "s3cret", DATA_DIR: "/var/lib/kyc" }))
       assert.deepStrictEqual(
         {
-          ...config,
-          cashfree: { ...config.cashfree, secrets: config.cashfree.secrets.map(Redacted.value) }
+          server: config.server,
+          cashfree: { ...config.cashfree, secrets: config.cashfree.secrets.map(Redacted.value) },
+          store: config.store
         },
         {
           server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144 },
@@ -98,6 +99,6 @@ describe("configuration file", () => {
         Effect.either
       )
       assert.isTrue(Either.isRight(result))
-      assert.deepStrictEqual(Option.some(Either.getOrThrow(result).store.url), Option.some("sqlite:data/kyc-relay.db"))
+      assert.deepStrictEqual(Option.some(Either.getOrThrow(result).config.store.url), Option.some("sqlite:data/kyc-relay.db"))
     }))
 })

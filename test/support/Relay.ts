@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -67,15 +67,15 @@ export interface Relay {
 /** The real service on an ephemeral port, stopped with the scope. */
 export const startRelay = (options: RelayOptions) =>
   Effect.gen(function*() {
-    const config = yield* parseConfigText(relayConfigYaml(options), "test.yaml")
-    const settings = Layer.succeed(Settings, { file: "test.yaml", config })
+    const loaded = yield* parseConfigText(relayConfigYaml(options), "test.yaml")
+    const settings = Layer.succeed(Settings, loaded)
     const context = yield* Layer.build(ServeLive.pipe(Layer.provide(settings), Layer.provide(NodeContext.layer))).pipe(
       Effect.orDie
     )
     const address = Context.get(context, ServerAddress)
     return {
       baseUrl: address.url,
-      webhookUrl: `${address.url}${config.server.path}`,
+      webhookUrl: `${address.url}${loaded.config.server.path}`,
       events: Context.get(context, Events)
     } satisfies Relay
   })

@@ -1,0 +1,718 @@
+/**
+ * Ingest throughput of kyc-relay against a bare "verify and parse" `node:http` server, in one run:
+ * baseline, kyc-relay on SQLite, kyc-relay on PostgreSQL, baseline again. Every request is a unique,
+ * correctly signed VKYC_USER_CALL_QUEUED event, so kyc-relay stores each one rather than deduplicating.
+ *
+ *   npm run bench                                   # 50 connections, 2 s warm-up + 10 s per target
+ *   BENCH_DURATION=30 BENCH_CONNECTIONS=100 npm run bench
+ *
+ * Prints a Markdown table on stdout; progress and warnings go to stderr.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { createHmac, randomBytes } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { get } from "node:http"
+import { createServer } from "node:net"
+import { cpus, platform, release, tmpdir, totalmem } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+import autocannon from "autocannon"
+import type { Request as CannonRequest, Result as CannonResult } from "autocannon"
+import Database from "better-sqlite3"
+
+const SECRET = "bench-secret"
+const HOST = "127.0.0.1"
+const WEBHOOK_PATH = "/webhooks/cashfree"
+const WARMUP_SECONDS = 2
+const READY_TIMEOUT_MS = 30_000
+const EXIT_TIMEOUT_MS = 10_000
+const PSQL_TIMEOUT_MS = 15_000
+const PG = { host: "127.0.0.1", port: 5432, user: "postgres", adminDatabase: "test" } as const
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url))
+const BASELINE_SCRIPT = fileURLToPath(new URL("./baseline.ts", import.meta.url))
+const PRODUCT_BIN = join(ROOT, "bin", "kyc-relay.js")
+
+const execFileAsync = promisify(execFile)
+
+// ---------------------------------------------------------------------------------------------- settings
+
+interface Settings {
+  readonly seconds: number
+  readonly connections: number
+}
+
+const positiveNumber = (name: string, fallback: number, integer: boolean): number => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === "") return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+const readSettings = (): Settings => ({
+  seconds: positiveNumber("BENCH_DURATION", 10, false),
+  connections: positiveNumber("BENCH_CONNECTIONS", 50, true)
+})
+
+// ---------------------------------------------------------------------------------------------- reporting
+
+const warnings: Array<string> = []
+
+const note = (message: string) => console.error(`[bench] ${message}`)
+
+const warn = (message: string) => {
+  warnings.push(message)
+  console.error(`\n!!!!!!!! ${message}\n`)
+}
+
+// ---------------------------------------------------------------------------------------------- cleanup
+
+const cleanups: Array<() => Promise<void>> = []
+
+const runCleanups = async () => {
+  while (cleanups.length > 0) {
+    const cleanup = cleanups.pop()!
+    try {
+      await cleanup()
+    } catch (error) {
+      warn(`cleanup failed: ${String(error)}`)
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const withTimeout = <A>(promise: PromiseLike<A>, ms: number, what: string): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------- payloads
+
+const RUN_TAG = randomBytes(4).toString("hex")
+let sequence = 0
+
+/** A VKYC_USER_CALL_QUEUED event like Cashfree's sample, with a verification id no other request uses. */
+const uniqueEvent = (): string => {
+  sequence += 1
+  return JSON.stringify({
+    event_type: "VKYC_USER_CALL_QUEUED",
+    event_time: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
+    version: "v1",
+    data: {
+      verification_id: `vkyc_bench_${RUN_TAG}_${sequence}`,
+      reference_id: sequence,
+      user_reference_id: 10259,
+      user_id: "user_58213",
+      status: "PRE_VIDEO_CALL",
+      sub_status: "USER_QUEUED",
+      vkyc_link: "https://forms.cashfree.com/verification/c8k926bpt84g",
+      link_expiry: "2025-06-21",
+      recording_link: null,
+      meeting_schedule: null,
+      auditor_remarks: null,
+      agent_remarks: null
+    }
+  })
+}
+
+const sign = (timestamp: string, body: string) =>
+  createHmac("sha256", SECRET).update(timestamp).update(body).digest("base64")
+
+const signedRequest = (request: CannonRequest): CannonRequest => {
+  const body = uniqueEvent()
+  const timestamp = Date.now().toString()
+  return {
+    ...request,
+    method: "POST",
+    path: WEBHOOK_PATH,
+    body,
+    headers: {
+      "content-type": "application/json",
+      "x-webhook-timestamp": timestamp,
+      "x-webhook-signature": sign(timestamp, body)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- load
+
+interface LoadOutcome {
+  readonly result: CannonResult
+  /** `event_id` of every 2xx answer counted. */
+  readonly acknowledged: ReadonlyArray<string>
+  /** `<http status> <body status>` → count, e.g. `200 accepted`. */
+  readonly answers: ReadonlyMap<string, number>
+  /** A few bodies of non-2xx answers, for the report. */
+  readonly rejections: ReadonlyArray<string>
+  /** Written but never answered before autocannon stopped; the server may still have stored them. */
+  readonly unanswered: number
+}
+
+const bodyStatus = (body: string): { readonly status: string; readonly eventId: string | undefined } => {
+  try {
+    // kyc-relay answers errors as problem details: `type` says what went wrong, `status` is the HTTP code.
+    const parsed = JSON.parse(body) as { status?: unknown; type?: unknown; event_id?: unknown }
+    return {
+      status: typeof parsed.status === "string" ? parsed.status : typeof parsed.type === "string" ? parsed.type : "?",
+      eventId: typeof parsed.event_id === "string" ? parsed.event_id : undefined
+    }
+  } catch {
+    return { status: "unparseable", eventId: undefined }
+  }
+}
+
+const load = async (baseUrl: string, seconds: number, connections: number, collectIds: boolean): Promise<LoadOutcome> => {
+  const acknowledged: Array<string> = []
+  const answers = new Map<string, number>()
+  const rejections: Array<string> = []
+  const onResponse = (status: number, body: string) => {
+    const parsed = bodyStatus(body)
+    const key = `${status} ${parsed.status}`
+    answers.set(key, (answers.get(key) ?? 0) + 1)
+    if (status >= 200 && status < 300) {
+      if (collectIds && parsed.eventId !== undefined) acknowledged.push(parsed.eventId)
+    } else if (rejections.length < 3) {
+      const sample = `${status} ${body.slice(0, 300)}`
+      if (!rejections.includes(sample)) rejections.push(sample)
+    }
+  }
+  const instance = autocannon({
+    url: `${baseUrl}${WEBHOOK_PATH}`,
+    connections,
+    duration: seconds,
+    timeout: 10,
+    requests: [{ setupRequest: signedRequest, onResponse }]
+  })
+  try {
+    const result = await withTimeout(instance, (seconds + 20) * 1000, "autocannon")
+    return { result, acknowledged, answers, rejections, unanswered: Math.max(0, result.requests.sent - result.requests.total) }
+  } catch (error) {
+    instance.stop()
+    throw error
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- servers
+
+interface ServerChild {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly url: string
+  readonly exited: Promise<string>
+  readonly exitInfo: () => string | undefined
+  /** The last lines the server wrote, and how many it wrote in all. */
+  readonly output: () => { readonly tail: string; readonly lines: number }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const probe = createServer()
+    probe.once("error", reject)
+    probe.listen(0, HOST, () => {
+      const address = probe.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      probe.close(() => resolve(port))
+    })
+  })
+
+const startServer = (name: string, args: ReadonlyArray<string>, env: Record<string, string>, port: number): ServerChild => {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const tail: Array<string> = []
+  let lines = 0
+  const keep = (chunk: Buffer) => {
+    for (const line of chunk.toString("utf8").split("\n")) {
+      if (line.trim().length === 0) continue
+      lines += 1
+      tail.push(line)
+      if (tail.length > 30) tail.shift()
+    }
+  }
+  child.stdout?.on("data", keep)
+  child.stderr?.on("data", keep)
+  let exitInfo: string | undefined
+  const exited = new Promise<string>((resolve) => {
+    child.once("error", (error) => {
+      exitInfo = `could not start: ${error.message}`
+      resolve(exitInfo)
+    })
+    child.once("exit", (code, signal) => {
+      exitInfo = signal === null ? `exit code ${code}` : `signal ${signal}`
+      resolve(exitInfo)
+    })
+  })
+  return {
+    name,
+    child,
+    url: `http://${HOST}:${port}`,
+    exited,
+    exitInfo: () => exitInfo,
+    output: () => ({ tail: tail.join("\n"), lines })
+  }
+}
+
+const httpStatus = (url: string, timeoutMs: number) =>
+  new Promise<number>((resolve) => {
+    const request = get(url, { timeout: timeoutMs }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    request.once("timeout", () => request.destroy())
+    request.once("error", () => resolve(0))
+  })
+
+const waitReady = async (server: ServerChild) => {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    const exit = server.exitInfo()
+    if (exit !== undefined) throw new Error(`${server.name} exited before becoming ready (${exit})`)
+    if ((await httpStatus(`${server.url}/readyz`, 2_000)) === 200) return
+    await sleep(100)
+  }
+  throw new Error(`${server.name}: GET /readyz did not answer 200 within ${READY_TIMEOUT_MS / 1000} s`)
+}
+
+const stopServer = async (server: ServerChild) => {
+  if (server.exitInfo() !== undefined) return
+  server.child.kill("SIGTERM")
+  const exit = await Promise.race([server.exited, sleep(EXIT_TIMEOUT_MS).then(() => undefined)])
+  if (exit === undefined) {
+    warn(`${server.name} did not exit within ${EXIT_TIMEOUT_MS / 1000} s of SIGTERM; sent SIGKILL`)
+    server.child.kill("SIGKILL")
+    await server.exited
+  }
+}
+
+/** Peak resident set (VmHWM) of a live process, in KiB; undefined where /proc is not available. */
+const peakRssKiB = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
+
+// USER_HZ, the unit of /proc/<pid>/stat times: 100 on mainstream Linux builds.
+const CLOCK_TICKS_PER_SECOND = 100
+
+/** User + system CPU seconds a live process has used so far, all threads; undefined without /proc. */
+const cpuSeconds = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the parenthesised command name: state is first, utime 12th, stime 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return undefined
+  }
+}
+
+const clientCpuSeconds = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}
+
+// ---------------------------------------------------------------------------------------------- targets
+
+interface Measurement {
+  readonly label: string
+  readonly store: string
+  readonly product: boolean
+  readonly measured: LoadOutcome
+  readonly peakRssKiB: number | undefined
+  /** CPU used during the measured run, in % of one core. */
+  readonly serverCpu: number | undefined
+  readonly clientCpu: number
+  /** Warm-up and measured run together: what the store should hold. */
+  readonly acknowledged: ReadonlyArray<string>
+  readonly unanswered: number
+}
+
+interface TargetSpec {
+  readonly label: string
+  readonly store: string
+  readonly product: boolean
+  readonly start: (port: number) => ServerChild
+}
+
+const describeAnswers = (answers: ReadonlyMap<string, number>) =>
+  Array.from(answers, ([key, count]) => `${count} × ${key}`).join(", ")
+
+/** Starts the target, warms it up, measures it, reads its peak RSS and stops it. Undefined if it never got ready. */
+const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurement | undefined> => {
+  const server = spec.start(await freePort())
+  cleanups.push(() => stopServer(server))
+  try {
+    await waitReady(server)
+  } catch (error) {
+    warn(`${spec.label}: ${(error as Error).message}; skipped. Last server output:\n${server.output().tail}`)
+    await stopServer(server)
+    return undefined
+  }
+  note(`${spec.label}: ready at ${server.url} (pid ${server.child.pid}); warm-up ${WARMUP_SECONDS} s`)
+  const warmup = await load(server.url, WARMUP_SECONDS, settings.connections, spec.product)
+  note(`${spec.label}: measuring ${settings.seconds} s with ${settings.connections} connections`)
+  const serverBefore = cpuSeconds(server.child.pid)
+  const clientBefore = clientCpuSeconds()
+  const started = performance.now()
+  const measured = await load(server.url, settings.seconds, settings.connections, spec.product)
+  const elapsed = (performance.now() - started) / 1000
+  const serverAfter = cpuSeconds(server.child.pid)
+  const clientAfter = clientCpuSeconds()
+  const rss = peakRssKiB(server.child.pid)
+  const crashed = server.exitInfo()
+  if (crashed !== undefined) warn(`${spec.label}: the server exited during the run (${crashed})`)
+  await stopServer(server)
+
+  for (const [phase, outcome] of [["warm-up", warmup], ["measured run", measured]] as const) {
+    const { result } = outcome
+    const bad = result.non2xx + result.errors
+    if (bad > 0) {
+      const loud = spec.product ? "PRODUCT ANSWERED NON-2XX / FAILED REQUESTS" : "baseline answered non-2xx / failed requests"
+      warn(
+        `${loud} — ${spec.label}, ${phase}: ${result.non2xx} non-2xx, ${result.errors} errors (${result.timeouts} timeouts); ` +
+          `answers: ${describeAnswers(outcome.answers)}` +
+          (outcome.rejections.length > 0 ? `\n  sample bodies:\n  ${outcome.rejections.join("\n  ")}` : "")
+      )
+    }
+  }
+  // A 2xx that is not "accepted" (duplicate, quarantined) means the events did not go the intended path.
+  for (const outcome of [warmup, measured]) {
+    if (Array.from(outcome.answers.keys()).some((key) => key.startsWith("2") && key !== "200 accepted")) {
+      warn(`${spec.label}: 2xx answers other than "200 accepted": ${describeAnswers(outcome.answers)}`)
+    }
+  }
+  const { lines, tail } = server.output()
+  if (lines > 0) note(`${spec.label}: server wrote ${lines} log line(s); last ones:\n${tail}`)
+
+  return {
+    label: spec.label,
+    store: spec.store,
+    product: spec.product,
+    measured,
+    peakRssKiB: rss,
+    serverCpu: serverBefore === undefined || serverAfter === undefined ? undefined : (100 * (serverAfter - serverBefore)) / elapsed,
+    clientCpu: (100 * (clientAfter - clientBefore)) / elapsed,
+    acknowledged: [...warmup.acknowledged, ...measured.acknowledged],
+    unanswered: warmup.unanswered + measured.unanswered
+  }
+}
+
+const baselineTarget = (label: string): TargetSpec => ({
+  label,
+  store: "none",
+  product: false,
+  start: (port) =>
+    startServer(label, ["--import", "tsx", BASELINE_SCRIPT], {
+      CASHFREE_CLIENT_SECRET: SECRET,
+      BASELINE_HOST: HOST,
+      BASELINE_PORT: String(port),
+      BASELINE_PATH: WEBHOOK_PATH
+    }, port)
+})
+
+const productTarget = (label: string, store: string, storeUrl: string, directory: string): TargetSpec => ({
+  label,
+  store,
+  product: true,
+  start: (port) => {
+    const config = join(directory, `${store.toLowerCase()}.yaml`)
+    writeFileSync(
+      config,
+      [
+        "server:",
+        `  host: ${HOST}`,
+        `  port: ${port}`,
+        `  path: ${WEBHOOK_PATH}`,
+        "cashfree:",
+        "  secrets: [\"${CASHFREE_CLIENT_SECRET}\"]",
+        "store:",
+        `  url: ${JSON.stringify(storeUrl)}`,
+        ""
+      ].join("\n")
+    )
+    return startServer(label, [PRODUCT_BIN, "serve", "--config", config], {
+      CASHFREE_CLIENT_SECRET: SECRET,
+      // Effect's level names (case-insensitive): "Warning" is refused at start-up, "Warn" is accepted.
+      KYC_RELAY_LOG_LEVEL: "warning"
+    }, port)
+  }
+})
+
+// ---------------------------------------------------------------------------------------------- store checks
+
+interface StoreCheck {
+  readonly label: string
+  readonly stored: number
+  readonly acknowledged: number
+  readonly missing: number
+  readonly extra: number
+  readonly unanswered: number
+  readonly ok: boolean
+}
+
+/**
+ * Every acknowledged event must be stored. A few more rows than acknowledgements are expected: requests
+ * written before autocannon stopped whose answers it no longer counted; there can be no more of those than
+ * requests it left unanswered.
+ */
+const checkStore = (label: string, storedCount: number, storedIds: ReadonlySet<string>, measurement: Measurement): StoreCheck => {
+  const missing = measurement.acknowledged.filter((id) => !storedIds.has(id)).length
+  const extra = storedCount - (measurement.acknowledged.length - missing)
+  const ok = missing === 0 && extra >= 0 && extra <= measurement.unanswered && storedIds.size === storedCount
+  const check: StoreCheck = {
+    label,
+    stored: storedCount,
+    acknowledged: measurement.acknowledged.length,
+    missing,
+    extra,
+    unanswered: measurement.unanswered,
+    ok
+  }
+  if (!ok) {
+    warn(
+      `STORE MISMATCH (${label}): ${storedCount} rows stored, ${check.acknowledged} events acknowledged with 2xx, ` +
+        `${missing} acknowledged but not stored, ${extra} stored without a counted answer ` +
+        `(at most ${measurement.unanswered} requests were left unanswered when autocannon stopped)`
+    )
+  }
+  return check
+}
+
+const sqliteContents = (file: string): { readonly count: number; readonly ids: ReadonlySet<string> } => {
+  const db = new Database(file, { fileMustExist: true })
+  try {
+    const count = Number(db.prepare("SELECT COUNT(*) FROM events").pluck().get())
+    const ids = new Set(db.prepare("SELECT id FROM events").pluck().all().map(String))
+    return { count, ids }
+  } finally {
+    db.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- postgres
+
+const psql = async (database: string, sql: string): Promise<string> => {
+  const { stdout } = await execFileAsync(
+    "psql",
+    ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", database, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+    { timeout: PSQL_TIMEOUT_MS, maxBuffer: 256 * 1024 * 1024, env: { ...process.env, PGCONNECT_TIMEOUT: "3" } }
+  )
+  return stdout.trim()
+}
+
+const postgresContents = async (database: string): Promise<{ readonly count: number; readonly ids: ReadonlySet<string> }> => {
+  const count = Number(await psql(database, "SELECT COUNT(*) FROM events"))
+  const ids = (await psql(database, "SELECT id FROM events")).split("\n").filter((id) => id.length > 0)
+  return { count, ids: new Set(ids) }
+}
+
+const skipped: Array<string> = []
+
+/** The server version, or undefined (with the reason noted) when PostgreSQL cannot be used. */
+const postgresVersion = async (): Promise<string | undefined> => {
+  try {
+    return await psql(PG.adminDatabase, "SHOW server_version")
+  } catch (error) {
+    const { message, stderr } = error as { readonly message: string; readonly stderr?: string }
+    const reason = `${stderr ?? ""}\n${message}`.split("\n").find((line) => line.trim().length > 0)?.trim() ?? "unknown error"
+    const line = `PostgreSQL case SKIPPED: cannot reach ${PG.user}@${PG.host}:${PG.port}/${PG.adminDatabase} with psql (${reason})`
+    skipped.push(line)
+    note(line)
+    return undefined
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- output
+
+const mib = (kib: number | undefined) => (kib === undefined ? "n/a" : (kib / 1024).toFixed(0))
+
+const ms = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(2))
+
+const rate = (measurement: Measurement) => measurement.measured.result.requests.average
+
+const row = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
+
+const tableRow = (measurement: Measurement, baselineRate: number): string => {
+  const { result } = measurement.measured
+  return row([
+    measurement.product ? "kyc-relay" : measurement.label,
+    measurement.store,
+    rate(measurement).toFixed(0),
+    ms(result.latency.p50),
+    ms(result.latency.p99),
+    String(result["2xx"]),
+    String(result.non2xx),
+    String(result.errors),
+    baselineRate > 0 ? (rate(measurement) / baselineRate).toFixed(2) : "n/a",
+    mib(measurement.peakRssKiB),
+    measurement.serverCpu === undefined ? "n/a" : measurement.serverCpu.toFixed(0),
+    measurement.clientCpu.toFixed(0)
+  ])
+}
+
+const DRIFT_NOTE_THRESHOLD = 0.2
+
+/** The baseline brackets the product runs; if it moved, the machine's speed changed under the product too. */
+const driftNote = (baselines: ReadonlyArray<Measurement>): ReadonlyArray<string> => {
+  if (baselines.length < 2) return []
+  const rates = baselines.map(rate)
+  const low = Math.min(...rates)
+  const high = Math.max(...rates)
+  return low > 0 && high / low - 1 > DRIFT_NOTE_THRESHOLD
+    ? [
+      `NOTE: the baseline runs differ by ${((high / low - 1) * 100).toFixed(0)}% (${rates.map((r) => r.toFixed(0)).join(" vs ")} req/s); ` +
+        "this machine's speed changed during the run, so read the ratios with care or run again."
+    ]
+    : []
+}
+
+const commandLine = (): string => {
+  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS"].filter((name) => (process.env[name] ?? "") !== "")
+  return [...set.map((name) => `${name}=${process.env[name]}`), "npm run bench"].join(" ")
+}
+
+const printReport = (
+  settings: Settings,
+  measurements: ReadonlyArray<Measurement>,
+  checks: ReadonlyArray<StoreCheck>,
+  pgVersion: string | undefined
+) => {
+  const baselines = measurements.filter((m) => !m.product)
+  const baselineRate = baselines.length === 0 ? 0 : baselines.reduce((sum, m) => sum + rate(m), 0) / baselines.length
+  const lines: Array<string> = [
+    "",
+    row([
+      "Target", "Store", "Req/s (avg)", "p50 ms", "p99 ms", "2xx", "Non-2xx", "Errors", "vs baseline", "Peak RSS MiB",
+      "Server CPU %", "Client CPU %"
+    ]),
+    row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ...measurements.map((m) => tableRow(m, baselineRate))
+  ]
+  if (baselines.length > 1) {
+    lines.push(row([`baseline, mean of ${baselines.length} runs`, "none", baselineRate.toFixed(0), "", "", "", "", "", "1.00", "", "", ""]))
+  }
+  const cpu = cpus()
+  lines.push(
+    "",
+    `Baseline: bare node:http, header HMAC check + JSON.parse, no storage. "vs baseline" divides by the mean of the baseline runs.`,
+    "Latency: autocannon records whole milliseconds, so 0 means under 1 ms. Peak RSS: VmHWM of the server process.",
+    "CPU %: user + system time during the measured run, 100 = one core; the client is autocannon in this process.",
+    `Load: autocannon ${settings.connections} connections, ${WARMUP_SECONDS} s warm-up then ${settings.seconds} s measured per target, ` +
+      `a unique signed VKYC_USER_CALL_QUEUED event per request; load generator on the same machine.`,
+    `Machine: ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ` +
+      `Node ${process.version}, ${platform()} ${release()}${pgVersion === undefined ? "" : `, PostgreSQL ${pgVersion}`}`,
+    `Command: ${commandLine()}`
+  )
+  for (const check of checks) {
+    lines.push(
+      `Store check (${check.label}): ${check.stored} rows, ${check.acknowledged} acknowledged (warm-up + measured), ` +
+        `${check.missing} acknowledged but missing, ${check.extra} stored from requests still in flight when autocannon stopped ` +
+        `(≤ ${check.unanswered} unanswered) — ${check.ok ? "OK" : "MISMATCH"}`
+    )
+  }
+  lines.push(...skipped, ...driftNote(baselines))
+  if (warnings.length > 0) lines.push("", "WARNINGS:", ...warnings.map((w) => `- ${w}`))
+  console.log(lines.join("\n"))
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+const runPostgres = async (
+  settings: Settings,
+  directory: string,
+  measurements: Array<Measurement>,
+  checks: Array<StoreCheck>
+): Promise<string | undefined> => {
+  const version = await postgresVersion()
+  if (version === undefined) return undefined
+  const database = `kyc_relay_bench_${randomBytes(4).toString("hex")}`
+  await psql(PG.adminDatabase, `CREATE DATABASE ${database}`)
+  let dropped = false
+  const drop = async () => {
+    if (dropped) return
+    dropped = true
+    await psql(PG.adminDatabase, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+    note(`dropped database ${database}`)
+  }
+  cleanups.push(drop)
+  const url = `postgres://${PG.user}@${PG.host}:${PG.port}/${database}`
+  const measurement = await runTarget(productTarget("kyc-relay on PostgreSQL", "PostgreSQL", url, directory), settings)
+  if (measurement !== undefined) {
+    measurements.push(measurement)
+    const { count, ids } = await postgresContents(database)
+    checks.push(checkStore("PostgreSQL", count, ids, measurement))
+  }
+  // Now rather than at exit, so the database is gone before the second baseline run.
+  await drop()
+  return version
+}
+
+const main = async () => {
+  const settings = readSettings()
+  const directory = mkdtempSync(join(tmpdir(), "kyc-relay-bench-"))
+  cleanups.push(async () => rmSync(directory, { recursive: true, force: true }))
+  const measurements: Array<Measurement> = []
+  const checks: Array<StoreCheck> = []
+  const keep = (measurement: Measurement | undefined) => {
+    if (measurement !== undefined) measurements.push(measurement)
+    return measurement
+  }
+
+  keep(await runTarget(baselineTarget("baseline, run 1"), settings))
+
+  const sqliteFile = join(directory, "bench.db")
+  const sqlite = keep(await runTarget(productTarget("kyc-relay on SQLite", "SQLite", `sqlite:${sqliteFile}`, directory), settings))
+  if (sqlite !== undefined) {
+    const { count, ids } = sqliteContents(sqliteFile)
+    checks.push(checkStore("SQLite", count, ids, sqlite))
+  }
+
+  const pgVersion = await runPostgres(settings, directory, measurements, checks)
+
+  keep(await runTarget(baselineTarget("baseline, run 2"), settings))
+
+  printReport(settings, measurements, checks, pgVersion)
+}
+
+const interrupted = (signal: NodeJS.Signals) => {
+  note(`${signal}: cleaning up`)
+  void runCleanups().finally(() => process.exit(130))
+}
+process.once("SIGINT", interrupted)
+process.once("SIGTERM", interrupted)
+
+let exitCode = 0
+try {
+  await main()
+  // Any loud warning (non-2xx, store mismatch, a server that did not start) fails the run.
+  if (warnings.length > 0) exitCode = 1
+} catch (error) {
+  console.error(`[bench] failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
+  exitCode = 1
+} finally {
+  await runCleanups()
+}
+// autocannon can leave timers behind; do not wait for them.
+process.exit(exitCode)

@@ -1,0 +1,28 @@
+import { Duration, Option } from "effect"
+import { Permanent, RateLimited, Retryable, type PluginError } from "./Plugin.js"
+import { parseRetryAfter } from "./RetryAfter.js"
+
+/** Used when a 429 carries no readable Retry-After. */
+const DEFAULT_RATE_LIMIT_WAIT = Duration.seconds(30)
+
+/**
+ * The usual reading of an HTTP answer for a delivery: 2xx done; 429 rate limited (honouring Retry-After);
+ * 408 and 5xx worth retrying; any other status will not get better by retrying.
+ */
+export const classifyStatus = (
+  status: number,
+  retryAfter: string | undefined,
+  now: number
+): Option.Option<PluginError> => {
+  if (status >= 200 && status < 300) return Option.none()
+  if (status === 429) {
+    return Option.some(
+      new RateLimited({
+        message: "HTTP 429",
+        retryAfter: Option.getOrElse(parseRetryAfter(retryAfter, now), () => DEFAULT_RATE_LIMIT_WAIT)
+      })
+    )
+  }
+  if (status === 408 || status >= 500) return Option.some(new Retryable({ message: `HTTP ${status}` }))
+  return Option.some(new Permanent({ message: `HTTP ${status}` }))
+}
