@@ -1,7 +1,10 @@
 import { Config, ConfigError, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { Settings } from "./config/ConfigFile.js"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { Dispatcher } from "./dispatch/Dispatcher.js"
 import * as Server from "./http/Server.js"
 import { Webhook } from "./http/Webhook.js"
+import { Deliveries } from "./store/Deliveries.js"
 import { Events } from "./store/Events.js"
 import * as Sql from "./store/Sql.js"
 
@@ -38,9 +41,10 @@ export const LoggingLive = Layer.unwrapEffect(
  * migrated, and it is closed first, so in-flight requests finish before the store goes away.
  */
 export const ServeLive = Server.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default)),
+  Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default, Deliveries.Default, Dispatcher.Default)),
+  Layer.provide(NodeHttpClient.layerUndici),
   Layer.provideMerge(StoreLive)
 )
 
 /** Store access for the operator commands, without the HTTP server. */
-export const StoreAccessLive = Events.Default.pipe(Layer.provide(StoreLive))
+export const StoreAccessLive = Layer.mergeAll(Events.Default, Deliveries.Default).pipe(Layer.provideMerge(StoreLive))

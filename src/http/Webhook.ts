@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto"
 import type { IncomingHttpHeaders } from "node:http"
-import { DateTime, Effect, Either, Schema } from "effect"
+import { Clock, DateTime, Effect, Either, Schema } from "effect"
 import { canonical, isObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
@@ -98,7 +98,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         event_time: Either.isRight(decoded)
           ? DateTime.formatIso(decoded.right.event_time)
           : textField(raw.event_time),
-        received_at: new Date().toISOString(),
+        received_at: DateTime.formatIso(DateTime.unsafeMake(yield* Clock.currentTimeMillis)),
         scheme: verified.scheme,
         secret_index: verified.secretIndex,
         webhook_attempt: header(request.headers, "x-webhook-attempt") ?? null,
@@ -109,7 +109,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         problems: Either.isLeft(decoded) ? JSON.stringify(decoded.left) : null
       }
 
-      const stored = yield* ingest.store(row).pipe(Effect.either)
+      const stored = yield* ingest.store(row, Either.getOrUndefined(decoded)).pipe(Effect.either)
       if (Either.isLeft(stored)) {
         return problem(503, "store-unavailable", "Store unavailable", "The event could not be stored; retry later", {
           headers: { "retry-after": "5" }

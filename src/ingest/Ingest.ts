@@ -1,5 +1,14 @@
-import { Deferred, Effect, Exit, Queue } from "effect"
-import { Events, type EventRow, type Stored } from "../store/Events.js"
+import { SqlClient } from "@effect/sql"
+import { Clock, DateTime, Deferred, Effect, Exit, Queue, Schema } from "effect"
+import { RetryOverrides } from "../config/RelayConfig.js"
+import { Rules } from "../dispatch/Rules.js"
+import { route, type Target } from "../dispatch/Router.js"
+import { Wakeup } from "../dispatch/Wakeup.js"
+import type { CashfreeEvent } from "../domain/Event.js"
+import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
+import { Deliveries, type DeliveryRow } from "../store/Deliveries.js"
+import { type EventRow, Events, type Stored } from "../store/Events.js"
+import { Verifications } from "../store/Verifications.js"
 
 /** Largest number of webhooks committed together in one transaction. */
 const MAX_BATCH = 256
@@ -10,18 +19,83 @@ const nextMacrotask = Effect.async<void>((resume) => {
 
 interface Pending {
   readonly row: EventRow
+  /** Present when the webhook decoded; quarantined events are stored but not routed. */
+  readonly event: CashfreeEvent | undefined
   readonly done: Deferred.Deferred<Stored, unknown>
 }
 
+const encodeRetry = Schema.encodeSync(RetryOverrides)
+
+export const deliveryId = (eventId: string, instance: string) => `dlv_${eventId.slice(4)}_${instance}`
+
+export const deliveryRow = (eventId: string, target: Target, now: string): DeliveryRow => ({
+  id: deliveryId(eventId, target.instance),
+  event_id: eventId,
+  instance: target.instance,
+  route: target.route,
+  params: JSON.stringify(target.params),
+  retry: target.retry === undefined ? null : JSON.stringify(encodeRetry(target.retry)),
+  state: "pending",
+  attempts: 0,
+  next_attempt_at: now,
+  lease_owner: null,
+  lease_until: null,
+  last_error: null,
+  created_at: now,
+  updated_at: now
+})
+
 /**
  * Group commit: requests that arrive while a transaction is being written wait for the next one, so the
- * store pays one commit (one fsync on SQLite) per batch rather than one per webhook. Each caller still
- * gets its answer only after the transaction holding its event has committed.
+ * store pays one commit (one fsync on SQLite) per batch rather than one per webhook. In that same
+ * transaction each new event updates its verification's lifecycle and gets one delivery per routed plugin
+ * instance, so a 200 means the event and all its deliveries are durable.
  */
 export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
   scoped: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
     const events = yield* Events
+    const deliveries = yield* Deliveries
+    const verifications = yield* Verifications
+    const rules = yield* Rules
+    const wakeup = yield* Wakeup
     const queue = yield* Queue.bounded<Pending>(16 * MAX_BATCH)
+
+    const commit = (batch: ReadonlyArray<Pending>) =>
+      Effect.gen(function*() {
+        const now = DateTime.formatIso(DateTime.unsafeMake(yield* Clock.currentTimeMillis))
+        const stored = yield* events.insertBatch(batch.map((pending) => pending.row))
+        const fresh = batch.flatMap((pending, i) =>
+          !stored[i]!.duplicate && pending.event !== undefined ? [{ row: pending.row, event: pending.event }] : []
+        )
+        const woken = new Set<string>()
+        if (fresh.length > 0) {
+          const { routes } = yield* rules.current
+          const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.event.data.verification_id))])
+          const changed = new Map<string, VerificationState>()
+          const staleIds: Array<string> = []
+          const scheduled: Array<DeliveryRow> = []
+          for (const { event, row } of fresh) {
+            const id = event.data.verification_id
+            const next = stateOf(row.id, event, row.event_time!)
+            const stale = isStale(states.get(id) ?? null, next)
+            if (stale) {
+              staleIds.push(row.id)
+            } else {
+              states.set(id, next)
+              changed.set(id, next)
+            }
+            for (const target of route(routes, event, stale)) {
+              scheduled.push(deliveryRow(row.id, target, now))
+              woken.add(target.instance)
+            }
+          }
+          yield* verifications.save(changed, now)
+          yield* events.markStale(staleIds)
+          yield* deliveries.enqueue(scheduled)
+        }
+        return { stored, woken }
+      }).pipe(sql.withTransaction)
 
     const writeBatch = Effect.gen(function*() {
       const first = yield* Queue.take(queue)
@@ -29,26 +103,27 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       // every transaction would hold one event and pay a whole fsync.
       yield* nextMacrotask
       const batch = [first, ...(yield* Queue.takeUpTo(queue, MAX_BATCH - 1))]
-      const exit = yield* Effect.exit(events.insertBatch(Array.from(batch, (pending) => pending.row)))
+      const exit = yield* Effect.exit(commit(batch))
       let i = 0
       for (const pending of batch) {
         const index = i++
-        yield* Deferred.done(pending.done, Exit.map(exit, (results) => results[index]!))
+        yield* Deferred.done(pending.done, Exit.map(exit, ({ stored }) => stored[index]!))
       }
-      if (Exit.isFailure(exit)) yield* Effect.logError("Ingest.writeBatch failed", exit.cause)
+      if (Exit.isSuccess(exit)) yield* wakeup.notify(exit.value.woken)
+      else yield* Effect.logError("Ingest.commit failed", exit.cause)
     })
 
     yield* Effect.forkScoped(Effect.forever(writeBatch))
 
     /** Resolves once the event is durably stored (or found to be a duplicate); fails if the store failed. */
-    const store = (row: EventRow) =>
+    const store = (row: EventRow, event: CashfreeEvent | undefined) =>
       Effect.gen(function*() {
         const done = yield* Deferred.make<Stored, unknown>()
-        yield* Queue.offer(queue, { row, done })
+        yield* Queue.offer(queue, { row, event, done })
         return yield* Deferred.await(done)
       })
 
     return { store } as const
   }),
-  dependencies: [Events.Default]
+  dependencies: [Events.Default, Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default]
 }) {}

@@ -83,6 +83,17 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
 
     const ping = sql`SELECT 1`.pipe(Effect.asVoid)
 
-    return { insertBatch, list, timeline, count, ping } as const
+    /** Flags events that arrived after their verification had already moved past them. */
+    const markStale = (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.void : sql`UPDATE events SET stale = 1 WHERE ${sql.in("id", ids)}`.pipe(Effect.asVoid)
+
+    /** What a worker needs of an event to deliver it. */
+    const forDelivery = (id: string) =>
+      sql<{ body: string; stale: number | string | boolean }>`SELECT body, stale FROM events WHERE id = ${id}`.pipe(
+        Effect.map((rows) => rows[0] === undefined ? undefined : { body: rows[0].body, stale: Number(rows[0].stale) === 1 }),
+        Effect.orDie
+      )
+
+    return { insertBatch, list, timeline, count, ping, markStale, forDelivery } as const
   })
 }) {}

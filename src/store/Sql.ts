@@ -5,6 +5,7 @@ import { Data, Effect, Layer, Redacted, Schedule } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { createEvents } from "./migrations/0001_events.js"
+import { createDeliveries } from "./migrations/0002_deliveries.js"
 
 export type StoreKind = "sqlite" | "postgres"
 
@@ -34,7 +35,7 @@ const postgresLayer = (url: string) =>
 // the loser's next attempt finds it and waits on its lock instead.
 const runMigrations = Migrator.make({})({
   table: "kyc_relay_migrations",
-  loader: Migrator.fromRecord({ "0001_events": createEvents })
+  loader: Migrator.fromRecord({ "0001_events": createEvents, "0002_deliveries": createDeliveries })
 }).pipe(Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }))
 
 /** The store could not be opened or migrated at start-up. */

@@ -8,6 +8,7 @@ import { ServeLive } from "../../src/App.js"
 import { signHeader } from "../../src/cashfree/Signature.js"
 import { parseConfigText, Settings } from "../../src/config/ConfigFile.js"
 import { ServerAddress } from "../../src/http/Server.js"
+import { Deliveries } from "../../src/store/Deliveries.js"
 import { Events } from "../../src/store/Events.js"
 
 /** The PostgreSQL the suite may create scratch databases in. */
@@ -42,6 +43,8 @@ export interface RelayOptions {
   readonly secrets?: ReadonlyArray<string>
   readonly signature?: "auto" | "header" | "body"
   readonly maxBodyBytes?: number
+  /** More YAML appended as is: plugins, routes, retry, dispatch sections. */
+  readonly extra?: string
 }
 
 export const relayConfigYaml = (options: RelayOptions) =>
@@ -55,13 +58,15 @@ export const relayConfigYaml = (options: RelayOptions) =>
     ...(options.secrets ?? ["test-secret"]).map((secret) => `    - ${JSON.stringify(secret)}`),
     `  signature: ${options.signature ?? "auto"}`,
     "store:",
-    `  url: ${JSON.stringify(options.store)}`
+    `  url: ${JSON.stringify(options.store)}`,
+    options.extra ?? ""
   ].join("\n")
 
 export interface Relay {
   readonly webhookUrl: string
   readonly baseUrl: string
   readonly events: Events
+  readonly deliveries: Deliveries
 }
 
 /** The real service on an ephemeral port, stopped with the scope. */
@@ -76,7 +81,8 @@ export const startRelay = (options: RelayOptions) =>
     return {
       baseUrl: address.url,
       webhookUrl: `${address.url}${loaded.config.server.path}`,
-      events: Context.get(context, Events)
+      events: Context.get(context, Events),
+      deliveries: Context.get(context, Deliveries)
     } satisfies Relay
   })
 

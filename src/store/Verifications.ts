@@ -1,0 +1,58 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { VerificationState } from "../domain/Lifecycle.js"
+
+interface Row {
+  readonly verification_id: string
+  readonly event_id: string
+  readonly event_type: string
+  readonly status: string
+  readonly sub_status: string | null
+  readonly event_time: string
+  readonly rank: number | string
+  readonly terminal: number | string | boolean
+}
+
+const toState = (row: Row): VerificationState => ({
+  eventId: row.event_id,
+  eventType: row.event_type,
+  status: row.status,
+  subStatus: row.sub_status,
+  eventTime: row.event_time,
+  rank: Number(row.rank),
+  terminal: Number(row.terminal) === 1 || row.terminal === true
+})
+
+/** The latest applied state of each verification, kept so that late events can be recognised as stale. */
+export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Verifications", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const getMany = (ids: ReadonlyArray<string>) =>
+      (ids.length === 0 ? Effect.succeed([] as ReadonlyArray<Row>) : sql<Row>`SELECT * FROM verifications WHERE ${sql.in("verification_id", ids)}`)
+        .pipe(Effect.map((rows) => new Map(rows.map((row) => [row.verification_id, toState(row)]))))
+
+    const get = (id: string) => getMany([id]).pipe(Effect.map((states) => states.get(id) ?? null), Effect.orDie)
+
+    const save = (states: ReadonlyMap<string, VerificationState>, now: string) =>
+      Effect.forEach(states, ([id, state]) =>
+        sql`INSERT INTO verifications ${
+          sql.insert({
+            verification_id: id,
+            event_id: state.eventId,
+            event_type: state.eventType,
+            status: state.status,
+            sub_status: state.subStatus,
+            event_time: state.eventTime,
+            rank: state.rank,
+            terminal: state.terminal ? 1 : 0,
+            updated_at: now
+          })
+        } ON CONFLICT (verification_id) DO UPDATE SET
+          event_id = excluded.event_id, event_type = excluded.event_type, status = excluded.status,
+          sub_status = excluded.sub_status, event_time = excluded.event_time, rank = excluded.rank,
+          terminal = excluded.terminal, updated_at = excluded.updated_at`, { discard: true })
+
+    return { getMany, get, save } as const
+  })
+}) {}

@@ -1,0 +1,150 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, TestClock } from "effect"
+import { fixture } from "../support/Fixtures.js"
+import { eventually, pause, startReceiver } from "../support/Receiver.js"
+import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
+
+const SECRET = "test-secret"
+
+const routedTo = (url: string, retry: string, pollInterval = "1s") => `
+plugins:
+  sink:
+    use: webhook
+    url: ${url}/hook
+routes:
+  - match: { event_type: "VKYC_*" }
+    to: sink
+retry:
+${retry}
+dispatch:
+  poll_interval: ${pollInterval}
+`
+
+const send = (webhookUrl: string, eventType: string) => {
+  const text = fixture(eventType).text
+  return post(webhookUrl, text, signedHeaders(SECRET, text))
+}
+
+/** The store's view of one delivery and its attempts, with times relative to the first attempt. */
+const history = (relay: Effect.Effect.Success<ReturnType<typeof startRelay>>) =>
+  Effect.gen(function*() {
+    const [delivery] = yield* relay.deliveries.list({ limit: 10 })
+    const attempts = yield* relay.deliveries.attempts(delivery!.id)
+    const t0 = Date.parse(attempts[0]!.started_at)
+    return {
+      state: delivery!.state,
+      lastError: delivery!.last_error,
+      attempts: attempts.map((a) => [Date.parse(a.started_at) - t0, a.outcome] as const)
+    }
+  })
+
+describe("dispatch with the TestClock", () => {
+  it.scoped("retries with exponential backoff until the destination recovers", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 503 }, { status: 500 }, { status: 200 }])
+      const relay = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: routedTo(sink.url, "  initial_delay: 10s\n  multiplier: 3\n  jitter: 0\n  max_attempts: 5")
+      })
+      assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_STARTED")).status, 200)
+      yield* eventually(() => sink.received.length === 1)
+      yield* TestClock.adjust("9 seconds")
+      yield* pause(100)
+      assert.strictEqual(sink.received.length, 1, "not before the backoff has passed")
+      yield* TestClock.adjust("1 second")
+      yield* eventually(() => sink.received.length === 2)
+      yield* TestClock.adjust("29 seconds")
+      yield* pause(100)
+      assert.strictEqual(sink.received.length, 2)
+      yield* TestClock.adjust("1 second")
+      yield* eventually(() => sink.received.length === 3)
+      yield* pause(100)
+      assert.deepStrictEqual(yield* history(relay), {
+        state: "done",
+        lastError: null,
+        attempts: [[0, "Retryable"], [10_000, "Retryable"], [40_000, "done"]]
+      })
+      const keys = new Set(sink.received.map((r) => r.headers["idempotency-key"]))
+      assert.strictEqual(keys.size, 1, "one idempotency key across retries")
+      assert.deepStrictEqual(sink.received.map((r) => r.headers["x-kyc-relay-attempt"]), ["1", "2", "3"])
+    }))
+
+  it.scoped("waits at least Retry-After when rate limited, even past max_delay", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 429, headers: { "retry-after": "120" } }, { status: 200 }])
+      const relay = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: routedTo(sink.url, "  initial_delay: 1s\n  max_delay: 30s\n  jitter: 0")
+      })
+      yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
+      yield* eventually(() => sink.received.length === 1)
+      yield* TestClock.adjust("119 seconds")
+      yield* pause(100)
+      assert.strictEqual(sink.received.length, 1)
+      yield* TestClock.adjust("1 second")
+      yield* eventually(() => sink.received.length === 2)
+      yield* pause(100)
+      assert.deepStrictEqual((yield* history(relay)).attempts, [[0, "RateLimited"], [120_000, "done"]])
+    }))
+
+  it.scoped("sends a permanent failure straight to the dead letters", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 400 }])
+      const relay = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: routedTo(sink.url, "  initial_delay: 1s", "1m")
+      })
+      yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
+      yield* eventually(() => sink.received.length === 1)
+      yield* pause(100)
+      yield* TestClock.adjust("1 hour")
+      yield* pause(100)
+      assert.strictEqual(sink.received.length, 1)
+      assert.deepStrictEqual(yield* history(relay), {
+        state: "dead",
+        lastError: "permanent failure: HTTP 400",
+        attempts: [[0, "Permanent"]]
+      })
+    }))
+
+  it.scoped("dead-letters after max_attempts, and when the next attempt would pass max_age", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 503 }])
+      const relay = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: routedTo(sink.url, "  initial_delay: 1s\n  multiplier: 1\n  jitter: 0\n  max_attempts: 3")
+      })
+      yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
+      for (let n = 1; n <= 3; n++) {
+        yield* eventually(() => sink.received.length === n)
+        yield* pause(50)
+        yield* TestClock.adjust("1 second")
+      }
+      yield* pause(100)
+      assert.deepStrictEqual(yield* history(relay), {
+        state: "dead",
+        lastError: "gave up after 3 attempts: HTTP 503",
+        attempts: [[0, "Retryable"], [1000, "Retryable"], [2000, "Retryable"]]
+      })
+
+      const aged = yield* startReceiver([{ status: 503 }])
+      const relay2 = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: routedTo(aged.url, "  initial_delay: 1m\n  multiplier: 10\n  jitter: 0\n  max_age: 5m")
+      })
+      yield* send(relay2.webhookUrl, "VKYC_USER_CALL_QUEUED")
+      yield* eventually(() => aged.received.length === 1)
+      yield* pause(50)
+      yield* TestClock.adjust("1 minute")
+      yield* eventually(() => aged.received.length === 2)
+      yield* pause(100)
+      const h = yield* history(relay2)
+      assert.strictEqual(h.state, "dead")
+      assert.match(h.lastError!, /^gave up: the next attempt would be past max_age \(5m\)/)
+    }))
+})
