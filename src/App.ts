@@ -1,6 +1,7 @@
 import { Config, ConfigError, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { Settings } from "./config/ConfigFile.js"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { ReloadOnSighup } from "./config/Reload.js"
 import { Dispatcher } from "./dispatch/Dispatcher.js"
 import * as Server from "./http/Server.js"
 import { Webhook } from "./http/Webhook.js"
@@ -40,7 +41,7 @@ export const LoggingLive = Layer.unwrapEffect(
  * The running service. The HTTP server is built last, so it listens only once the store is open and
  * migrated, and it is closed first, so in-flight requests finish before the store goes away.
  */
-export const ServeLive = Server.layer.pipe(
+export const ServeLive = Layer.merge(Server.layer, ReloadOnSighup).pipe(
   Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default, Deliveries.Default, Dispatcher.Default)),
   Layer.provide(NodeHttpClient.layerUndici),
   Layer.provideMerge(StoreLive)

@@ -18,5 +18,11 @@ const program = Effect.suspend(() => run(process.argv)).pipe(
   Effect.provide(NodeContext.layer)
 )
 
+// `kyc-relay events list --json | head -1` closes our stdout early; that is not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
 // Our own logger (pretty in a terminal, JSON otherwise) replaces the one runMain would add.
 NodeRuntime.runMain(program, { disablePrettyLogger: true })

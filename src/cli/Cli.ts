@@ -1,17 +1,17 @@
 import { Args, Command, Options } from "@effect/cli"
 import { FetchHttpClient } from "@effect/platform"
 import { Console, Effect, Either, Layer, Option } from "effect"
-import { ServeLive, StoreAccessLive } from "../App.js"
+import { ServeLive } from "../App.js"
 import { layer as settingsLayer, Settings } from "../config/ConfigFile.js"
-import { Events, type EventRow } from "../store/Events.js"
 import { describeStore } from "../store/Sql.js"
+import { deliveriesCommand } from "./DeliveriesCommand.js"
+import { eventsCommand } from "./EventsCommand.js"
+import { replayCommand } from "./ReplayCommand.js"
+import { routesCommand } from "./RoutesCommand.js"
 import { loadPayload, post, SendFailed, sign } from "./Send.js"
+import { configOption } from "./Shared.js"
 
-const config = Options.text("config").pipe(
-  Options.withAlias("c"),
-  Options.withDescription("Configuration file (default: $KYC_RELAY_CONFIG, else config/kyc-relay.yaml)"),
-  Options.optional
-)
+const config = configOption
 
 const serve = Command.make("serve", { config }, ({ config }) =>
   Layer.launch(ServeLive).pipe(Effect.provide(settingsLayer(config)))
@@ -19,71 +19,22 @@ const serve = Command.make("serve", { config }, ({ config }) =>
 
 const checkConfig = Command.make("check-config", { config }, ({ config }) =>
   Effect.gen(function*() {
-    const { config: relay, file } = yield* Settings
+    const { config: relay, file, instances } = yield* Settings
     yield* Console.log(
       [
         `${file}: OK`,
         `  listen     http://${relay.server.host}:${relay.server.port}${relay.server.path}`,
         `  max body   ${relay.server.max_body_bytes} bytes`,
         `  signature  ${relay.cashfree.signature}, ${relay.cashfree.secrets.length} secret(s)`,
-        `  store      ${describeStore(relay.store.url)}`
+        `  store      ${describeStore(relay.store.url)}`,
+        `  plugins    ${
+          [...instances.values()].map((i) => `${i.name} (${i.plugin.name})`).join(", ") || "none"
+        }`,
+        `  routes     ${relay.routes.length}`
       ].join("\n")
     )
   }).pipe(Effect.provide(settingsLayer(config)))
 ).pipe(Command.withDescription("Validate the configuration file and print a summary (secrets are never printed)"))
-
-const asJson = Options.boolean("json").pipe(Options.withDescription("Print JSON lines instead of a table"))
-
-const summary = (row: EventRow) =>
-  [
-    row.id,
-    row.received_at,
-    row.status.padEnd(11),
-    (row.event_type ?? "-").padEnd(30),
-    row.verification_id ?? "-",
-    `${row.event_status ?? "-"}/${row.event_sub_status ?? "-"}`,
-    row.problems === null ? "" : `problems: ${row.problems}`
-  ].join("  ").trimEnd()
-
-const printRows = (rows: ReadonlyArray<EventRow>, json: boolean) =>
-  json
-    ? Effect.forEach(rows, (row) => Console.log(JSON.stringify(row)), { discard: true })
-    : rows.length === 0
-    ? Console.log("no events")
-    : Effect.forEach(rows, (row) => Console.log(summary(row)), { discard: true })
-
-const withStore = (configFlag: Option.Option<string>) =>
-  Effect.provide(StoreAccessLive.pipe(Layer.provideMerge(settingsLayer(configFlag))))
-
-const list = Command.make(
-  "list",
-  {
-    config,
-    json: asJson,
-    quarantined: Options.boolean("quarantined").pipe(Options.withDescription("Only events that failed to decode")),
-    limit: Options.integer("limit").pipe(Options.withDefault(50))
-  },
-  ({ config, json, limit, quarantined }) =>
-    Effect.gen(function*() {
-      const events = yield* Events
-      yield* printRows(yield* events.list({ quarantined, limit }), json)
-    }).pipe(withStore(config))
-).pipe(Command.withDescription("Latest events, newest first"))
-
-const show = Command.make(
-  "show",
-  { config, json: asJson, verificationId: Args.text({ name: "verification_id" }) },
-  ({ config, json, verificationId }) =>
-    Effect.gen(function*() {
-      const events = yield* Events
-      yield* printRows(yield* events.timeline(verificationId), json)
-    }).pipe(withStore(config))
-).pipe(Command.withDescription("Every event of one verification, in event-time order"))
-
-const eventsCommand = Command.make("events").pipe(
-  Command.withDescription("Inspect stored events"),
-  Command.withSubcommands([list, show])
-)
 
 const send = Command.make(
   "send",
@@ -116,7 +67,7 @@ const send = Command.make(
 
 const root = Command.make("kyc-relay").pipe(
   Command.withDescription("Cashfree Secure ID webhook receiver"),
-  Command.withSubcommands([serve, checkConfig, eventsCommand, send])
+  Command.withSubcommands([serve, checkConfig, eventsCommand, deliveriesCommand, replayCommand, routesCommand, send])
 )
 
 export const run = Command.run(root, { name: "kyc-relay", version: "0.1.0" })

@@ -1,7 +1,8 @@
-import { Cause, Clock, DateTime, Duration, Effect, Either, Random, Ref, Schedule, Schema } from "effect"
+import { HttpClient } from "@effect/platform"
+import { Cause, Clock, DateTime, Duration, Effect, Either, Exit, Random, Ref, Schedule, Schema, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import { Settings } from "../config/ConfigFile.js"
+import { type Loaded, Settings } from "../config/ConfigFile.js"
 import { RetryOverrides } from "../config/RelayConfig.js"
 import { CashfreeEvent } from "../domain/Event.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
@@ -27,20 +28,14 @@ const describe = (error: PluginError) => `${error._tag}: ${error.message}`
  */
 export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatcher", {
   scoped: Effect.gen(function*() {
-    const { config } = yield* Settings
+    const settings = yield* Settings
     const deliveries = yield* Deliveries
     const events = yield* Events
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
-    const { instances: specs } = yield* rules.current
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
-    const lease = Duration.toMillis(config.dispatch.lease)
-    const stopping = yield* Ref.make(false)
-    const inFlight = yield* Ref.make(0)
-
-    const instances = new Map<string, PluginInstance>()
-    for (const spec of specs.values()) instances.set(spec.name, yield* spec.plugin.make(spec.settings, spec.name))
+    const http = yield* HttpClient.HttpClient
 
     const attemptDelivery = (spec: InstanceSpec, instance: PluginInstance, row: DeliveryRow) =>
       Effect.gen(function*() {
@@ -115,56 +110,78 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         )
       })
 
-    const worker = (spec: InstanceSpec, instance: PluginInstance) =>
+    /**
+     * One set of plugin instances and their workers, built from one configuration. A reload starts a new
+     * generation and then stops the old one: it stops claiming and its deliveries in flight finish first.
+     */
+    const startGeneration = (loaded: Loaded) =>
       Effect.gen(function*() {
-        const wait = yield* wakeup.waiter(spec.name)
-        const idle = wait(Effect.sleep(config.dispatch.poll_interval))
-        // Counted before the stop flag is read, so a stopping dispatcher always waits for a claim under way.
-        const claimAndRun = Effect.acquireUseRelease(
-          Ref.update(inFlight, (n) => n + 1),
-          () =>
-            Effect.gen(function*() {
-              if (yield* Ref.get(stopping)) return false
-              const now = yield* Clock.currentTimeMillis
-              const claimed = yield* deliveries.claim(spec.name, owner, iso(now), iso(now + lease), 1)
-              if (claimed.length === 0) return false
-              yield* runDelivery(spec, instance, claimed[0]!)
-              return true
-            }),
-          () => Ref.update(inFlight, (n) => n - 1)
+        const { dispatch } = loaded.config
+        const lease = Duration.toMillis(dispatch.lease)
+        const scope = yield* Scope.make()
+        const stopping = yield* Ref.make(false)
+        const inFlight = yield* Ref.make(0)
+
+        const worker = (spec: InstanceSpec, instance: PluginInstance) =>
+          Effect.gen(function*() {
+            const wait = yield* wakeup.waiter(spec.name)
+            const idle = wait(Effect.sleep(dispatch.poll_interval))
+            // Counted before the stop flag is read, so a stopping generation always waits for a claim under way.
+            const claimAndRun = Effect.acquireUseRelease(
+              Ref.update(inFlight, (n) => n + 1),
+              () =>
+                Effect.gen(function*() {
+                  if (yield* Ref.get(stopping)) return false
+                  const now = yield* Clock.currentTimeMillis
+                  const claimed = yield* deliveries.claim(spec.name, owner, iso(now), iso(now + lease), 1)
+                  if (claimed.length === 0) return false
+                  yield* runDelivery(spec, instance, claimed[0]!)
+                  return true
+                }),
+              () => Ref.update(inFlight, (n) => n - 1)
+            )
+            const step = Effect.gen(function*() {
+              if (yield* claimAndRun) return
+              if (yield* Ref.get(stopping)) return yield* Effect.never
+              yield* idle
+            }).pipe(
+              // A store outage must not end the worker: log it and try again after the poll interval.
+              Effect.catchAllCause((cause) =>
+                Effect.logError("delivery worker step failed", cause).pipe(Effect.zipRight(Effect.sleep(dispatch.poll_interval)))
+              )
+            )
+            yield* Effect.forever(step)
+          }).pipe(Effect.scoped, Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
+
+        for (const spec of loaded.instances.values()) {
+          const instance = yield* spec.plugin.make(spec.settings, spec.name).pipe(Scope.extend(scope))
+          // Interruptible even when started from an uninterruptible region, so that closing the scope stops them.
+          for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(Effect.interruptible(worker(spec, instance)), scope)
+        }
+
+        const stop = Ref.set(stopping, true).pipe(
+          Effect.zipRight(
+            Ref.get(inFlight).pipe(Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("20 millis") }))
+          ),
+          Effect.timeout(dispatch.shutdown_grace),
+          Effect.ignore,
+          Effect.zipRight(Scope.close(scope, Exit.void))
         )
-        const step = Effect.gen(function*() {
-          if (yield* claimAndRun) return
-          if (yield* Ref.get(stopping)) return yield* Effect.never
-          yield* idle
-        }).pipe(
-          // A store outage must not end the worker: log it and try again after the poll interval.
-          Effect.catchAllCause((cause) =>
-            Effect.logError("delivery worker step failed", cause).pipe(Effect.zipRight(Effect.sleep(config.dispatch.poll_interval)))
-          )
-        )
-        yield* Effect.forever(step)
-      }).pipe(Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
+        return { stop } as const
+      }).pipe(Effect.provideService(HttpClient.HttpClient, http))
 
-    for (const spec of specs.values()) {
-      const instance = instances.get(spec.name)!
-      for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkScoped(Effect.scoped(worker(spec, instance)))
-    }
+    const current = yield* Ref.make(yield* startGeneration(settings))
+    yield* Effect.addFinalizer(() => Effect.flatMap(Ref.get(current), (generation) => generation.stop))
 
-    // Runs before the workers are interrupted: stop claiming, then give deliveries in flight time to finish.
-    yield* Effect.addFinalizer(() =>
-      Ref.set(stopping, true).pipe(
-        Effect.zipRight(
-          Ref.get(inFlight).pipe(
-            Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("50 millis") })
-          )
-        ),
-        Effect.timeout(config.dispatch.shutdown_grace),
-        Effect.ignore
-      )
-    )
+    /** Switches to a new configuration's routes, retry policy and plugin instances without dropping work. */
+    const reload = (loaded: Loaded) =>
+      Effect.gen(function*() {
+        yield* rules.replace(loaded)
+        const previous = yield* Ref.getAndSet(current, yield* startGeneration(loaded))
+        yield* previous.stop
+      })
 
-    return { owner } as const
+    return { owner, reload } as const
   }),
   dependencies: [Deliveries.Default, Events.Default, Verifications.Default, Rules.Default, Wakeup.Default]
 }) {}

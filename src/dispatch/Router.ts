@@ -52,28 +52,44 @@ const matches = (compiled: CompiledRoute, event: CashfreeEvent): boolean => {
   return Object.entries(match.data ?? {}).every(([path, matcher]) => fieldMatches(matcher, valueAt(event.data, path)))
 }
 
+/** A route that matched, and the instances it contributed (none when it skipped a stale event). */
+export interface Matched {
+  readonly route: number
+  readonly name: string | undefined
+  readonly instances: ReadonlyArray<string>
+  readonly skippedStale: boolean
+}
+
+/** Walks the routes in order; a matching route with `continue: false` ends the walk. */
+export const explain = (routes: ReadonlyArray<CompiledRoute>, event: CashfreeEvent, stale: boolean): ReadonlyArray<Matched> => {
+  const matched: Array<Matched> = []
+  for (const compiled of routes) {
+    if (!matches(compiled, event)) continue
+    const skippedStale = stale && compiled.route.skip_stale
+    matched.push({
+      route: compiled.index,
+      name: compiled.route.name,
+      instances: skippedStale ? [] : asList(compiled.route.to),
+      skippedStale
+    })
+    if (!compiled.route.continue) break
+  }
+  return matched
+}
+
 /**
- * Walks the routes in order. Every matching route adds its instances, unless the event is stale and the route
- * says `skip_stale`; a matching route with `continue: false` ends the walk. An instance named by several
- * routes gets one delivery, with the first route's settings.
+ * The deliveries an event gets: every instance of every matching route, unless the event is stale and the
+ * route says `skip_stale`. An instance named by several routes gets one delivery, with the first route's settings.
  */
 export const route = (routes: ReadonlyArray<CompiledRoute>, event: CashfreeEvent, stale: boolean): ReadonlyArray<Target> => {
   const targets = new Map<string, Target>()
-  for (const compiled of routes) {
-    if (!matches(compiled, event)) continue
-    if (!(stale && compiled.route.skip_stale)) {
-      for (const instance of asList(compiled.route.to)) {
-        if (!targets.has(instance)) {
-          targets.set(instance, {
-            instance,
-            route: compiled.index,
-            params: compiled.route.params,
-            retry: compiled.route.retry
-          })
-        }
+  for (const matched of explain(routes, event, stale)) {
+    const { route: config } = routes[matched.route]!
+    for (const instance of matched.instances) {
+      if (!targets.has(instance)) {
+        targets.set(instance, { instance, route: matched.route, params: config.params, retry: config.retry })
       }
     }
-    if (!compiled.route.continue) break
   }
   return [...targets.values()]
 }

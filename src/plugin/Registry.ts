@@ -1,4 +1,4 @@
-import { Duration, Effect, Either } from "effect"
+import { Duration, Effect, Either, Schema } from "effect"
 import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { LogPlugin } from "../../plugins/log/index.js"
@@ -25,7 +25,7 @@ const isPlugin = (value: unknown): value is Plugin =>
   typeof value === "object" && value !== null &&
   typeof (value as Plugin).name === "string" &&
   typeof (value as Plugin).make === "function" &&
-  typeof (value as Plugin).settings === "object"
+  Schema.isSchema((value as Plugin).settings)
 
 const isPath = (use: string) => use.startsWith("./") || use.startsWith("../") || use.startsWith("/")
 

@@ -151,6 +151,18 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       Effect.orDie
     )
 
-    return { enqueue, reschedule, claim, finish, list, attempts, countByState } as const
+    /** Puts dead letters back in the queue with fresh attempts; returns their ids. */
+    const requeueDead = (instances: ReadonlyArray<string>, now: string) =>
+      instances.length === 0 ? Effect.succeed([]) : sql<{ id: string }>`UPDATE deliveries
+        SET state = 'pending', attempts = 0, next_attempt_at = ${now}, last_error = NULL, updated_at = ${now}
+        WHERE state = 'dead' AND ${sql.in("instance", instances)}
+        RETURNING id`.pipe(Effect.map((rows) => rows.map((row) => row.id)), Effect.orDie)
+
+    const deadInstances = sql<{ instance: string }>`SELECT DISTINCT instance FROM deliveries WHERE state = 'dead'`.pipe(
+      Effect.map((rows) => rows.map((row) => row.instance)),
+      Effect.orDie
+    )
+
+    return { enqueue, reschedule, claim, finish, list, attempts, countByState, requeueDead, deadInstances } as const
   })
 }) {}

@@ -94,6 +94,31 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
         Effect.orDie
       )
 
-    return { insertBatch, list, timeline, count, ping, markStale, forDelivery } as const
+    /** Events to replay, chosen by id, by status or by arrival time. */
+    const select = Effect.fn("Events.select")(function*(filter: {
+      readonly ids?: ReadonlyArray<string> | undefined
+      readonly status?: EventStatus | undefined
+      readonly since?: string | undefined
+      readonly until?: string | undefined
+    }) {
+      const conditions = [
+        ...(filter.ids === undefined ? [] : [sql.in("id", filter.ids)]),
+        ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
+        ...(filter.since === undefined ? [] : [sql`received_at >= ${filter.since}`]),
+        ...(filter.until === undefined ? [] : [sql`received_at < ${filter.until}`])
+      ]
+      const rows = yield* sql`SELECT * FROM events WHERE ${sql.and(conditions)} ORDER BY received_at, id`
+      const decoded = yield* decodeRows(rows)
+      return decoded.map((row, i) => ({ row, stale: Number((rows[i] as { stale: unknown }).stale) === 1 }))
+    }, Effect.orDie)
+
+    /** A quarantined event that decodes under the current schema becomes an ordinary accepted event. */
+    const accept = (id: string, eventTime: string) =>
+      sql`UPDATE events SET status = 'accepted', problems = NULL, event_time = ${eventTime} WHERE id = ${id}`.pipe(
+        Effect.asVoid,
+        Effect.orDie
+      )
+
+    return { insertBatch, list, timeline, count, ping, markStale, forDelivery, select, accept } as const
   })
 }) {}

@@ -79,7 +79,7 @@ describe("kyc-relay command", () => {
         ["VKYC_USER_LINK_GENERATED", "2025-05-22T03:51:14.000Z"]
       ])
       const quarantined = yield* runCli(["events", "list", "--quarantined", ...args], ENV)
-      assert.strictEqual(quarantined.stdout.trim(), "no events")
+      assert.strictEqual(quarantined.stdout.trim(), "nothing found")
 
       assert.strictEqual(yield* stop(server.child), 0)
       assert.include(server.output.stdout, `listening on http://127.0.0.1:${port}/webhooks/cashfree`)

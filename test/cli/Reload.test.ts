@@ -1,0 +1,69 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fixture } from "../support/Fixtures.js"
+import { freePort, spawnCli, stop, waitUntilReady } from "../support/Process.js"
+import { eventually, startReceiver } from "../support/Receiver.js"
+import { post, signedHeaders } from "../support/Relay.js"
+
+const SECRET = "reload-secret"
+
+describe("configuration reload", () => {
+  it.scopedLive("SIGHUP switches routes and plugins; a bad file is refused and the old one stays", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "kyc-relay-reload-"))),
+        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+      )
+      const first = yield* startReceiver()
+      const second = yield* startReceiver()
+      const port = yield* freePort
+      const file = join(dir, "relay.yaml")
+      const config = (sink: string, extra = "") =>
+        [
+          "server:",
+          `  port: ${port}`,
+          "cashfree:",
+          `  secrets: ["${SECRET}"]`,
+          "store:",
+          `  url: sqlite:${join(dir, "relay.db")}`,
+          "plugins:",
+          "  sink:",
+          "    use: webhook",
+          `    url: ${sink}/hook`,
+          "routes:",
+          "  - to: sink",
+          extra
+        ].join("\n")
+      writeFileSync(file, config(first.url))
+      const server = yield* spawnCli(["serve", "--config", file])
+      yield* waitUntilReady(`http://127.0.0.1:${port}/readyz`)
+      const webhook = `http://127.0.0.1:${port}/webhooks/cashfree`
+      const send = (eventType: string) => {
+        const text = fixture(eventType).text
+        return post(webhook, text, signedHeaders(SECRET, text))
+      }
+
+      yield* send("VKYC_USER_LINK_GENERATED")
+      yield* eventually(() => first.received.length === 1)
+
+      writeFileSync(file, config(second.url))
+      server.child.kill("SIGHUP")
+      yield* eventually(() => server.output.stdout.includes("configuration reloaded"))
+      yield* send("VKYC_USER_AADHAAR_VERIFIED")
+      yield* eventually(() => second.received.length === 1)
+      assert.strictEqual(first.received.length, 1)
+
+      writeFileSync(file, config(first.url, "  - to: nowhere"))
+      server.child.kill("SIGHUP")
+      yield* eventually(() => server.output.stdout.includes("configuration not reloaded"))
+      assert.include(server.output.stdout, `${file}:13:5 routes.1.to: no plugin instance named \\"nowhere\\"`)
+      yield* send("VKYC_USER_CALL_SCHEDULED")
+      yield* eventually(() => second.received.length === 2)
+      assert.strictEqual(first.received.length, 1)
+
+      assert.strictEqual(yield* stop(server.child), 0)
+    }), 60_000)
+})
