@@ -22,9 +22,14 @@ export const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<Issue> =>
     issue.message !== "expected undefined" ||
     !issues.some((other) => other !== issue && issue.path.every((step, i) => other.path[i] === step))
   )
+  // A union whose members fail differently: a message written for the field beats the generic ones.
+  const specific = relevant.filter((issue) =>
+    !issue.message.startsWith("expected ") ||
+    !relevant.some((other) => pathText(other.path) === pathText(issue.path) && !other.message.startsWith("expected "))
+  )
   // A union reports one "expected X" per member at the same path; say it once as "expected X | Y".
   const merged: Array<Issue> = []
-  for (const issue of relevant) {
+  for (const issue of specific) {
     const previous = merged.at(-1)
     if (
       previous !== undefined && previous.tag === "Type" && issue.tag === "Type" &&

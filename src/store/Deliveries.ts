@@ -69,13 +69,13 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
         ? Effect.void
         : sql`INSERT INTO deliveries ${sql.insert(rows)} ON CONFLICT (event_id, instance) DO NOTHING`.pipe(Effect.asVoid)
 
-    /** Schedules deliveries again from scratch (replay): attempts restart, the lease and last error are cleared. */
+    /** Schedules deliveries again from scratch (replay): attempts and the max_age clock restart, the lease and last error are cleared. */
     const reschedule = (rows: ReadonlyArray<DeliveryRow>) =>
       rows.length === 0 ? Effect.void : sql`INSERT INTO deliveries ${sql.insert(rows)}
         ON CONFLICT (event_id, instance) DO UPDATE SET
           route = excluded.route, params = excluded.params, retry = excluded.retry, state = 'pending',
           attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_owner = NULL, lease_until = NULL,
-          last_error = NULL, updated_at = excluded.updated_at`.pipe(Effect.asVoid)
+          last_error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at`.pipe(Effect.asVoid)
 
     /**
      * Takes up to `limit` due deliveries of one instance: pending ones whose time has come, and running ones
@@ -154,7 +154,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
     /** Puts dead letters back in the queue with fresh attempts; returns their ids. */
     const requeueDead = (instances: ReadonlyArray<string>, now: string) =>
       instances.length === 0 ? Effect.succeed([]) : sql<{ id: string }>`UPDATE deliveries
-        SET state = 'pending', attempts = 0, next_attempt_at = ${now}, last_error = NULL, updated_at = ${now}
+        SET state = 'pending', attempts = 0, next_attempt_at = ${now}, last_error = NULL, created_at = ${now}, updated_at = ${now}
         WHERE state = 'dead' AND ${sql.in("instance", instances)}
         RETURNING id`.pipe(Effect.map((rows) => rows.map((row) => row.id)), Effect.orDie)
 

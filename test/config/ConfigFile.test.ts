@@ -1,6 +1,6 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Option, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Either, Option, Redacted } from "effect"
 import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
 
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -100,5 +100,85 @@ describe("configuration file", () => {
       )
       assert.isTrue(Either.isRight(result))
       assert.deepStrictEqual(Option.some(Either.getOrThrow(result).config.store.url), Option.some("sqlite:data/kyc-relay.db"))
+    }))
+
+  it.effect("checks plugins, routes, globs and durations, naming line and key and suggesting names", () =>
+    Effect.gen(function*() {
+      const lines = yield* problemsOf([
+        "cashfree:",
+        "  secrets: [\"x\"]",
+        "plugins:",
+        "  ops:",
+        "    use: webhok",
+        "  crm:",
+        "    use: webhook",
+        "    url: ftp://crm",
+        "    colour: blue",
+        "  audit:",
+        "    use: ./plugins/missing.ts",
+        "routes:",
+        "  - match: { event_type: \"vkyc_*\" }",
+        "    to: ops",
+        "  - match: { event_type: VKYC_USER_LINK_GENERATD }",
+        "    to: [crm, opps]",
+        "retry:",
+        "  initial_delay: 5 minutes"
+      ].join("\n"))
+      assert.deepStrictEqual(lines, [
+        "relay.yaml:13:14 routes.0.match.event_type: an event type or a glob of capitals, digits, _, * and ? (e.g. VKYC_*)",
+        "relay.yaml:18:3 retry.initial_delay: a duration such as 500ms, 30s, 5m, 24h or 7d"
+      ])
+      const second = yield* problemsOf([
+        "cashfree:",
+        "  secrets: [\"x\"]",
+        "plugins:",
+        "  ops:",
+        "    use: webhok",
+        "  crm:",
+        "    use: webhook",
+        "    url: ftp://crm",
+        "    colour: blue",
+        "  audit:",
+        "    use: ./plugins/missing.ts",
+        "routes:",
+        "  - match: { event_type: VKYC_USER_LINK_GENERATD }",
+        "    to: [crm, opps]"
+      ].join("\n"))
+      // The loader's own words for a missing module differ between Node versions.
+      const cannotLoad = second.findIndex((line) => line.startsWith("relay.yaml:11:5 plugins.audit.use: cannot load ./plugins/missing.ts: "))
+      assert.isAtLeast(cannotLoad, 0)
+      assert.deepStrictEqual(second.filter((_, i) => i !== cannotLoad), [
+        "relay.yaml:5:5 plugins.ops.use: unknown plugin \"webhok\" (did you mean webhook?); built-in plugins are log, webhook, or give a path such as ./plugins/my-plugin.ts",
+        "relay.yaml:9:5 plugins.crm.colour: unknown key; expected one of \"url\" | \"headers\"",
+        "relay.yaml:8:5 plugins.crm.url: an http:// or https:// URL",
+        "relay.yaml:14:15 routes.0.to.1: no plugin instance named \"opps\" (did you mean ops?); instances: ops, crm, audit",
+        "relay.yaml:13:14 routes.0.match.event_type: unknown event type VKYC_USER_LINK_GENERATD (did you mean VKYC_USER_LINK_GENERATED?)"
+      ])
+    }))
+
+  it.effect("loads a custom plugin by path and decodes its settings with its own Schema", () =>
+    Effect.gen(function*() {
+      const loaded = yield* parseConfigText(
+        [
+          "cashfree:",
+          "  secrets: [\"x\"]",
+          "plugins:",
+          "  audit:",
+          "    use: ./plugins/examples/audit-log.ts",
+          "    file: /tmp/audit.jsonl",
+          "    concurrency: 2",
+          "    timeout: 5s",
+          "routes:",
+          "  - to: audit"
+        ].join("\n"),
+        "relay.yaml"
+      )
+      const audit = loaded.instances.get("audit")!
+      assert.deepStrictEqual(
+        [audit.plugin.name, audit.settings, audit.concurrency, Duration.toMillis(audit.timeout)],
+        ["audit-log", { file: "/tmp/audit.jsonl" }, 2, 5000]
+      )
+      const missing = yield* problemsOf("cashfree:\n  secrets: [\"x\"]\nplugins:\n  audit:\n    use: ./plugins/examples/audit-log.ts\n")
+      assert.deepStrictEqual(missing, ["relay.yaml:4:3 plugins.audit.file: is missing"])
     }))
 })

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ServeLive } from "../../src/App.js"
+import { Replay } from "../../src/dispatch/Replay.js"
 import { signHeader } from "../../src/cashfree/Signature.js"
 import { parseConfigText, Settings } from "../../src/config/ConfigFile.js"
 import { ServerAddress } from "../../src/http/Server.js"
@@ -67,6 +68,7 @@ export interface Relay {
   readonly baseUrl: string
   readonly events: Events
   readonly deliveries: Deliveries
+  readonly replay: Replay
 }
 
 /** The real service on an ephemeral port, stopped with the scope. */
@@ -74,15 +76,16 @@ export const startRelay = (options: RelayOptions) =>
   Effect.gen(function*() {
     const loaded = yield* parseConfigText(relayConfigYaml(options), "test.yaml")
     const settings = Layer.succeed(Settings, loaded)
-    const context = yield* Layer.build(ServeLive.pipe(Layer.provide(settings), Layer.provide(NodeContext.layer))).pipe(
-      Effect.orDie
-    )
+    const context = yield* Layer.build(
+      Replay.Default.pipe(Layer.provideMerge(ServeLive), Layer.provide(settings), Layer.provide(NodeContext.layer))
+    ).pipe(Effect.orDie)
     const address = Context.get(context, ServerAddress)
     return {
       baseUrl: address.url,
       webhookUrl: `${address.url}${loaded.config.server.path}`,
       events: Context.get(context, Events),
-      deliveries: Context.get(context, Deliveries)
+      deliveries: Context.get(context, Deliveries),
+      replay: Context.get(context, Replay)
     } satisfies Relay
   })
 

@@ -1,0 +1,97 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { fixture } from "../support/Fixtures.js"
+import { eventually, pause, startReceiver } from "../support/Receiver.js"
+import { post, signedHeaders, startRelay, STORES } from "../support/Relay.js"
+
+const SECRET = "test-secret"
+
+const sinks = (crm: string, audit: string) => `
+plugins:
+  crm:
+    use: webhook
+    url: ${crm}/contacts
+  audit:
+    use: webhook
+    url: ${audit}/audit
+routes:
+  - name: CRM keeps the latest state
+    match: { event_type: "VKYC_*" }
+    to: crm
+    skip_stale: true
+    params: { object: contact }
+  - to: audit
+retry:
+  initial_delay: 100ms
+  max_attempts: 2
+dispatch:
+  poll_interval: 100ms
+`
+
+describe.each(STORES)("lifecycle and replay on $name", ({ make }) => {
+  it.scopedLive("flags a late event as stale, skips it where the route says so, and tells plugins", () =>
+    Effect.gen(function*() {
+      const crm = yield* startReceiver()
+      const audit = yield* startReceiver()
+      const relay = yield* startRelay({ store: yield* make, secrets: [SECRET], extra: sinks(crm.url, audit.url) })
+      const send = (eventType: string) => {
+        const text = fixture(eventType).text
+        return post(relay.webhookUrl, text, signedHeaders(SECRET, text))
+      }
+      yield* send("VKYC_USER_CALL_QUEUED")
+      yield* send("VKYC_AUDITOR_REVIEW_COMPLETED")
+      yield* send("VKYC_USER_LINK_GENERATED") // older than the auditor's decision: stale
+      yield* send("VKYC_USER_CALL_STARTED") // after a final state: stale
+      yield* eventually(() => audit.received.length === 4 && crm.received.length === 2)
+      yield* pause(200)
+      assert.deepStrictEqual(
+        crm.received.map((r) => [r.json.event_type, r.json.stale, r.json.params]),
+        [
+          ["VKYC_USER_CALL_QUEUED", false, { object: "contact" }],
+          ["VKYC_AUDITOR_REVIEW_COMPLETED", false, { object: "contact" }]
+        ]
+      )
+      assert.deepStrictEqual(
+        audit.received.map((r) => [r.json.event_type, r.json.stale]).sort(),
+        [
+          ["VKYC_AUDITOR_REVIEW_COMPLETED", false],
+          ["VKYC_USER_CALL_QUEUED", false],
+          ["VKYC_USER_CALL_STARTED", true],
+          ["VKYC_USER_LINK_GENERATED", true]
+        ]
+      )
+    }))
+
+  it.scopedLive("replays dead letters, single events and time ranges under the current rules", () =>
+    Effect.gen(function*() {
+      let crmStatus = 400
+      const crm = yield* startReceiver(() => ({ status: crmStatus }))
+      const audit = yield* startReceiver()
+      const relay = yield* startRelay({ store: yield* make, secrets: [SECRET], extra: sinks(crm.url, audit.url) })
+      const text = fixture("VKYC_USER_CALL_QUEUED").text
+      const { body } = yield* post(relay.webhookUrl, text, signedHeaders(SECRET, text))
+      yield* eventually(() => crm.received.length === 1 && audit.received.length === 1)
+      yield* pause(200)
+      const [dead] = yield* relay.deliveries.list({ state: "dead", limit: 10 })
+      assert.deepStrictEqual([dead!.instance, dead!.last_error], ["crm", "permanent failure: HTTP 400"])
+
+      crmStatus = 200
+      assert.deepStrictEqual(yield* relay.replay.dead("crm"), { events: 0, deliveries: 1, stillQuarantined: 0, orphaned: [] })
+      yield* eventually(() => crm.received.length === 2)
+      yield* pause(200)
+      assert.deepStrictEqual(yield* relay.deliveries.countByState, { done: 2 })
+
+      assert.deepStrictEqual(yield* relay.replay.event(body.event_id), { events: 1, deliveries: 2, stillQuarantined: 0, orphaned: [] })
+      yield* eventually(() => crm.received.length === 3 && audit.received.length === 2)
+      const ids = new Set(crm.received.map((r) => r.headers["idempotency-key"]))
+      assert.strictEqual(ids.size, 1, "a replay keeps the idempotency key")
+
+      const unknown = JSON.stringify({ event_type: "BAV_DONE", event_time: "2025-01-01T00:00:00Z", version: "v2", data: {} })
+      yield* post(relay.webhookUrl, unknown, signedHeaders(SECRET, unknown))
+      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 0, deliveries: 0, stillQuarantined: 1, orphaned: [] })
+      const everything = yield* relay.replay.range("2000-01-01T00:00:00.000Z", undefined)
+      assert.deepStrictEqual(everything, { events: 1, deliveries: 2, stillQuarantined: 1, orphaned: [] })
+      const nothing = yield* relay.replay.range("2000-01-01T00:00:00.000Z", "2000-01-02T00:00:00.000Z")
+      assert.deepStrictEqual(nothing, { events: 0, deliveries: 0, stillQuarantined: 0, orphaned: [] })
+    }))
+})
