@@ -19,7 +19,7 @@ const serve = Command.make("serve", { config }, ({ config }) =>
 
 const checkConfig = Command.make("check-config", { config }, ({ config }) =>
   Effect.gen(function*() {
-    const { config: relay, file, instances } = yield* Settings
+    const { config: relay, disabled, file, instances } = yield* Settings
     yield* Console.log(
       [
         `${file}: OK`,
@@ -30,6 +30,7 @@ const checkConfig = Command.make("check-config", { config }, ({ config }) =>
         `  plugins    ${
           [...instances.values()].map((i) => `${i.name} (${i.plugin.name})`).join(", ") || "none"
         }`,
+        ...[...disabled].map(([name, reason]) => `  disabled   ${name}: ${reason}`),
         `  routes     ${relay.routes.length}`
       ].join("\n")
     )

@@ -1,8 +1,8 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Either, Schema } from "effect"
 import { layer as settingsLayer, Settings } from "../config/ConfigFile.js"
-import { snapshotOf } from "../dispatch/Rules.js"
-import { explain, route, statusOf, subStatusOf } from "../dispatch/Router.js"
+import { explain, statusOf, subStatusOf } from "../dispatch/Router.js"
+import { snapshotOf, targetsFor } from "../dispatch/Rules.js"
 import { CashfreeEvent } from "../domain/Event.js"
 import { issuesOf, pathText } from "../domain/Issues.js"
 import { configOption } from "./Shared.js"
@@ -26,18 +26,22 @@ const test = Command.make(
         return yield* Console.log(["would be quarantined (no deliveries):", ...problems].join("\n"))
       }
       const event = decoded.right
-      const { routes } = snapshotOf(loaded)
-      const matched = explain(routes, event, stale)
+      const snapshot = snapshotOf(loaded)
+      const matched = explain(snapshot.routes, event, stale)
+      const disabledNote = (name: string) => {
+        const reason = snapshot.disabled.get(name)
+        return reason === undefined ? name : `${name} (disabled: ${reason})`
+      }
       const lines = [
         `${event.event_type} ${statusOf(event)}/${subStatusOf(event) ?? "-"}${stale ? " (stale)" : ""}`,
         ...(matched.length === 0
           ? ["  no route matches: stored, not delivered"]
           : matched.map((m) =>
             `  route ${m.route}${m.name === undefined ? "" : ` "${m.name}"`}: ${
-              m.skippedStale ? "matches, skips stale events" : m.instances.join(", ")
+              m.skippedStale ? "matches, skips stale events" : m.instances.map(disabledNote).join(", ")
             }`
           )),
-        `deliveries: ${route(routes, event, stale).map((t) => t.instance).join(", ") || "none"}`
+        `deliveries: ${targetsFor(snapshot, event, stale).map((t) => t.instance).join(", ") || "none"}`
       ]
       yield* Console.log(lines.join("\n"))
     }).pipe(Effect.provide(settingsLayer(config)))

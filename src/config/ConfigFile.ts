@@ -31,6 +31,8 @@ export interface Loaded {
   readonly file: string
   readonly config: RelayConfig
   readonly instances: ReadonlyMap<string, InstanceSpec>
+  /** Instances left out because environment variables they need are not set: name → reason. */
+  readonly disabled: ReadonlyMap<string, string>
 }
 
 /** The configuration the process started with. */
@@ -41,33 +43,44 @@ const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 /**
  * Replaces `${VAR}` and `${VAR:-default}` inside string scalars. An unquoted scalar is then read again as
  * YAML would read it typed in place (so `port: ${PORT:-8080}` is a number); quote a value to keep it a string.
+ * An unset variable is an error, except inside a plugin instance: that instance is returned as unusable, so
+ * a configuration with, say, a Slack instance still starts where no Slack token is set.
  */
 const interpolate = (doc: Document, lines: LineCounter, file: string) =>
   Effect.gen(function*() {
     const replacements: Array<Effect.Effect<void, ConfigInvalid>> = []
+    const unset = new Map<string, Set<string>>()
     visit(doc, {
       Scalar(_, node, path) {
         if (typeof node.value !== "string" || !node.value.includes("${")) return
         const source = node.value
         const plain = node.type === "PLAIN"
         const names = [...source.matchAll(REFERENCE)]
+        const key = keyPathOf(path, node)
+        const instance = /^plugins\.([^.]+)\./.exec(key)?.[1]
         replacements.push(
           Effect.forEach(names, ([, name, fallback]) =>
             Config.option(Config.string(name!)).pipe(
               Effect.orDie,
               Effect.flatMap(Option.match({
                 onSome: Effect.succeed,
-                onNone: () =>
-                  fallback !== undefined
-                    ? Effect.succeed(fallback)
-                    : Effect.fail(new ConfigInvalid({
+                onNone: () => {
+                  if (fallback !== undefined) return Effect.succeed(fallback)
+                  if (instance !== undefined) {
+                    unset.set(instance, (unset.get(instance) ?? new Set()).add(name!))
+                    return Effect.succeed("")
+                  }
+                  return Effect.fail(
+                    new ConfigInvalid({
                       file,
                       problems: [{
                         ...position(lines, node.range?.[0]),
-                        key: keyPathOf(path, node),
+                        key,
                         message: `environment variable ${name} is not set (set it, or write \${${name}:-default})`
                       }]
-                    }))
+                    })
+                  )
+                }
               }))
             )).pipe(
               Effect.map((values) => {
@@ -87,6 +100,7 @@ const interpolate = (doc: Document, lines: LineCounter, file: string) =>
         new ConfigInvalid({ file, problems: Arr.flatMap(Arr.getSomes(errors), (e) => e.problems) })
       )
     )
+    return unset
   })
 
 const keyPathOf = (path: ReadonlyArray<unknown>, node: unknown): string => {
@@ -149,10 +163,11 @@ const pick = (block: Readonly<Record<string, unknown>>, keys: ReadonlyArray<stri
   Object.fromEntries(Object.entries(block).filter(([key]) => keys.includes(key) === keep))
 
 /** Builds every plugin instance's spec: host keys, the plugin itself, and its settings decoded by its own Schema. */
-const resolveInstances = (config: RelayConfig) =>
+const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, ReadonlySet<string>>) =>
   Effect.gen(function*() {
     const problems: Array<PathProblem> = []
     const instances = new Map<string, InstanceSpec>()
+    const disabled = new Map<string, string>()
     for (const [name, block] of Object.entries(config.plugins)) {
       const host = Schema.decodeUnknownEither(InstanceHostSettings, { errors: "all" })(pick(block, HOST_KEYS, true))
       if (Either.isLeft(host)) {
@@ -162,6 +177,11 @@ const resolveInstances = (config: RelayConfig) =>
       const plugin = yield* Effect.either(resolvePlugin(host.right.use))
       if (Either.isLeft(plugin)) {
         problems.push({ path: ["plugins", name, "use"], message: plugin.left })
+        continue
+      }
+      const missing = unset.get(name)
+      if (missing !== undefined) {
+        disabled.set(name, `environment variable${missing.size > 1 ? "s" : ""} ${[...missing].join(", ")} not set`)
         continue
       }
       const settings = Schema.decodeUnknownEither(plugin.right.settings, { errors: "all", onExcessProperty: "error" })(
@@ -179,7 +199,7 @@ const resolveInstances = (config: RelayConfig) =>
         timeout: host.right.timeout
       })
     }
-    return { problems, instances }
+    return { problems, instances, disabled }
   })
 
 const asList = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
@@ -235,14 +255,14 @@ export const parseConfigText = (text: string, file: string) =>
           message: problem.message
         }))
       })
-    yield* interpolate(doc, lines, file)
+    const unset = yield* interpolate(doc, lines, file)
     const config = yield* Schema.decodeUnknown(RelayConfig, { errors: "all", onExcessProperty: "error" })(
       doc.toJS() ?? {}
     ).pipe(Effect.mapError((error) => invalid(fromParseError([])(error))))
-    const { instances, problems } = yield* resolveInstances(config)
+    const { disabled, instances, problems } = yield* resolveInstances(config, unset)
     problems.push(...checkRoutes(config))
     if (problems.length > 0) return yield* invalid(problems)
-    return { file, config, instances } satisfies Loaded
+    return { file, config, instances, disabled } satisfies Loaded
   })
 
 export const loadConfigFile = (file: string) =>

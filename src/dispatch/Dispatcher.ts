@@ -153,6 +153,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             yield* Effect.forever(step)
           }).pipe(Effect.scoped, Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
 
+        for (const [name, reason] of loaded.disabled) {
+          yield* Effect.logWarning(`plugin instance ${name} is disabled: ${reason}; routes to it deliver nothing`)
+        }
         for (const spec of loaded.instances.values()) {
           const instance = yield* spec.plugin.make(spec.settings, spec.name).pipe(Scope.extend(scope))
           // Interruptible even when started from an uninterruptible region, so that closing the scope stops them.

@@ -4,8 +4,7 @@ import { CashfreeEvent } from "../domain/Event.js"
 import { deliveryRow } from "../ingest/Ingest.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { Events } from "../store/Events.js"
-import { route } from "./Router.js"
-import { Rules } from "./Rules.js"
+import { Rules, targetsFor } from "./Rules.js"
 
 const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(CashfreeEvent))
 
@@ -31,7 +30,7 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
     /** Routes the chosen events again; a quarantined one is routed only if it now decodes. */
     const reroute = (filter: Parameters<typeof events.select>[0]) =>
       Effect.gen(function*() {
-        const { routes } = yield* rules.current
+        const snapshot = yield* rules.current
         const at = yield* now
         const chosen = yield* events.select(filter)
         let routed = 0
@@ -44,7 +43,7 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
             continue
           }
           if (row.status === "quarantined") yield* events.accept(row.id, DateTime.formatIso(decoded.right.event_time))
-          const rows = route(routes, decoded.right, stale).map((target) => deliveryRow(row.id, target, at))
+          const rows = targetsFor(snapshot, decoded.right, stale).map((target) => deliveryRow(row.id, target, at))
           yield* deliveries.reschedule(rows).pipe(Effect.orDie)
           routed++
           scheduled += rows.length

@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, DateTime, Deferred, Effect, Exit, Queue, Schema } from "effect"
 import { RetryOverrides } from "../config/RelayConfig.js"
-import { Rules } from "../dispatch/Rules.js"
-import { route, type Target } from "../dispatch/Router.js"
+import { Rules, targetsFor } from "../dispatch/Rules.js"
+import type { Target } from "../dispatch/Router.js"
 import { Wakeup } from "../dispatch/Wakeup.js"
 import type { CashfreeEvent } from "../domain/Event.js"
 import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
@@ -70,7 +70,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         )
         const woken = new Set<string>()
         if (fresh.length > 0) {
-          const { routes } = yield* rules.current
+          const snapshot = yield* rules.current
           const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.event.data.verification_id))])
           const changed = new Map<string, VerificationState>()
           const staleIds: Array<string> = []
@@ -85,7 +85,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
               states.set(id, next)
               changed.set(id, next)
             }
-            for (const target of route(routes, event, stale)) {
+            for (const target of targetsFor(snapshot, event, stale)) {
               scheduled.push(deliveryRow(row.id, target, now))
               woken.add(target.instance)
             }

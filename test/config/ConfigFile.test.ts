@@ -181,4 +181,29 @@ describe("configuration file", () => {
       const missing = yield* problemsOf("cashfree:\n  secrets: [\"x\"]\nplugins:\n  audit:\n    use: ./plugins/examples/audit-log.ts\n")
       assert.deepStrictEqual(missing, ["relay.yaml:4:3 plugins.audit.file: is missing"])
     }))
+
+  it.effect("leaves an instance whose environment is missing disabled instead of refusing to start", () =>
+    Effect.gen(function*() {
+      const text = [
+        "cashfree:",
+        "  secrets: [\"x\"]",
+        "plugins:",
+        "  ops:",
+        "    use: webhook",
+        "    url: \"${OPS_HOOK_URL}\"",
+        "    headers: { authorization: \"Bearer ${OPS_TOKEN}\" }",
+        "  log-all:",
+        "    use: log",
+        "routes:",
+        "  - to: [ops, log-all]"
+      ].join("\n")
+      const without = yield* parseConfigText(text, "relay.yaml")
+      assert.deepStrictEqual([...without.instances.keys()], ["log-all"])
+      assert.deepStrictEqual([...without.disabled], [["ops", "environment variables OPS_HOOK_URL, OPS_TOKEN not set"]])
+      const withEnv_ = yield* parseConfigText(text, "relay.yaml").pipe(
+        withEnv({ OPS_HOOK_URL: "http://127.0.0.1:9/hook", OPS_TOKEN: "t" })
+      )
+      assert.deepStrictEqual([...withEnv_.instances.keys()], ["ops", "log-all"])
+      assert.strictEqual(withEnv_.disabled.size, 0)
+    }))
 })
