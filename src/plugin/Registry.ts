@@ -1,7 +1,10 @@
 import { Duration, Effect, Either, Schema } from "effect"
 import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
+import { CrmPlugin } from "../../plugins/crm/index.js"
+import { EmailPlugin } from "../../plugins/email/index.js"
 import { LogPlugin } from "../../plugins/log/index.js"
+import { SlackPlugin } from "../../plugins/slack/index.js"
 import { WebhookPlugin } from "../../plugins/webhook/index.js"
 import { didYouMean } from "../config/Suggest.js"
 import type { Plugin } from "./Plugin.js"
@@ -9,7 +12,10 @@ import type { Plugin } from "./Plugin.js"
 /** Plugins that ship with kyc-relay, by the name used in `use:`. */
 export const BUILTIN_PLUGINS: Readonly<Record<string, Plugin>> = {
   log: LogPlugin,
-  webhook: WebhookPlugin
+  webhook: WebhookPlugin,
+  slack: SlackPlugin,
+  email: EmailPlugin,
+  crm: CrmPlugin
 }
 
 /** One configured plugin instance, its settings already decoded by the plugin's own Schema. */

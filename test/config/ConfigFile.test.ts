@@ -1,6 +1,6 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, Option, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Redacted } from "effect"
 import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
 
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -91,15 +91,26 @@ describe("configuration file", () => {
       )
     }))
 
-  it.effect("accepts the configuration shipped in config/", () =>
+  it.effect("accepts the configuration shipped in config/, with or without the plugins' environment", () =>
     Effect.gen(function*() {
-      const result = yield* loadConfigFile("config/kyc-relay.yaml").pipe(
-        withEnv({ CASHFREE_CLIENT_SECRET: "x" }),
-        Effect.provide(NodeContext.layer),
-        Effect.either
+      const load = (env: Record<string, string>) =>
+        loadConfigFile("config/kyc-relay.yaml").pipe(withEnv(env), Effect.provide(NodeContext.layer))
+      const bare = yield* load({ CASHFREE_CLIENT_SECRET: "x" })
+      assert.strictEqual(bare.config.store.url, "sqlite:data/kyc-relay.db")
+      assert.deepStrictEqual([...bare.instances.keys()], ["log-all", "audit"])
+      assert.deepStrictEqual([...bare.disabled.keys()], ["slack-compliance", "link-expiry-mail", "vkyc-desk-mail", "crm"])
+      const full = yield* load({
+        CASHFREE_CLIENT_SECRET: "x",
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SMTP_URL: "smtp://127.0.0.1:2525",
+        CRM_BASE_URL: "https://crm.example.com",
+        CRM_TOKEN: "t"
+      })
+      assert.deepStrictEqual(
+        [...full.instances.values()].map((i) => `${i.name}:${i.plugin.name}`),
+        ["log-all:log", "audit:audit-log", "slack-compliance:slack", "link-expiry-mail:email", "vkyc-desk-mail:email", "crm:crm"]
       )
-      assert.isTrue(Either.isRight(result))
-      assert.deepStrictEqual(Option.some(Either.getOrThrow(result).config.store.url), Option.some("sqlite:data/kyc-relay.db"))
+      assert.strictEqual(full.disabled.size, 0)
     }))
 
   it.effect("checks plugins, routes, globs and durations, naming line and key and suggesting names", () =>
@@ -148,7 +159,7 @@ describe("configuration file", () => {
       const cannotLoad = second.findIndex((line) => line.startsWith("relay.yaml:11:5 plugins.audit.use: cannot load ./plugins/missing.ts: "))
       assert.isAtLeast(cannotLoad, 0)
       assert.deepStrictEqual(second.filter((_, i) => i !== cannotLoad), [
-        "relay.yaml:5:5 plugins.ops.use: unknown plugin \"webhok\" (did you mean webhook?); built-in plugins are log, webhook, or give a path such as ./plugins/my-plugin.ts",
+        "relay.yaml:5:5 plugins.ops.use: unknown plugin \"webhok\" (did you mean webhook?); built-in plugins are log, webhook, slack, email, crm, or give a path such as ./plugins/my-plugin.ts",
         "relay.yaml:9:5 plugins.crm.colour: unknown key; expected one of \"url\" | \"headers\"",
         "relay.yaml:8:5 plugins.crm.url: an http:// or https:// URL",
         "relay.yaml:14:15 routes.0.to.1: no plugin instance named \"opps\" (did you mean ops?); instances: ops, crm, audit",
