@@ -4,6 +4,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { ReloadOnSighup } from "./config/Reload.js"
 import { Dispatcher } from "./dispatch/Dispatcher.js"
 import * as Server from "./http/Server.js"
+import { Metrics } from "./observability/Metrics.js"
 import { Webhook } from "./http/Webhook.js"
 import { Deliveries } from "./store/Deliveries.js"
 import { Events } from "./store/Events.js"
@@ -42,7 +43,7 @@ export const LoggingLive = Layer.unwrapEffect(
  * migrated, and it is closed first, so in-flight requests finish before the store goes away.
  */
 export const ServeLive = Layer.merge(Server.layer, ReloadOnSighup).pipe(
-  Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default, Deliveries.Default, Dispatcher.Default)),
+  Layer.provideMerge(Layer.mergeAll(Webhook.Default, Events.Default, Deliveries.Default, Dispatcher.Default, Metrics.Default)),
   Layer.provide(NodeHttpClient.layerUndici),
   Layer.provideMerge(StoreLive)
 )

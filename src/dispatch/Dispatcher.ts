@@ -5,6 +5,7 @@ import { hostname } from "node:os"
 import { type Loaded, Settings } from "../config/ConfigFile.js"
 import { RetryOverrides } from "../config/RelayConfig.js"
 import { CashfreeEvent } from "../domain/Event.js"
+import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
 import { Deliveries, type DeliveryRow, type Finish } from "../store/Deliveries.js"
@@ -34,6 +35,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
+    const metrics = yield* Metrics
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
 
@@ -96,6 +98,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           }
         }
         const kept = yield* deliveries.finish(finish)
+        metrics.attempt(spec.name, finish.outcome, finish.state, row.created_at)
         const log = finish.state === "dead" ? Effect.logWarning : finish.state === "pending" ? Effect.logInfo : Effect.logDebug
         yield* log(`delivery ${finish.state === "pending" ? "will be retried" : finish.state}`).pipe(
           Effect.annotateLogs({
@@ -186,5 +189,5 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     return { owner, reload } as const
   }),
-  dependencies: [Deliveries.Default, Events.Default, Verifications.Default, Rules.Default, Wakeup.Default]
+  dependencies: [Deliveries.Default, Events.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default]
 }) {}

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net"
 import { Context, Data, Effect, Layer, Runtime } from "effect"
 import { Settings } from "../config/ConfigFile.js"
+import { Metrics, type WebhookOutcome } from "../observability/Metrics.js"
 import { Events } from "../store/Events.js"
 import { json, problem, type Reply } from "./Reply.js"
 import { Webhook } from "./Webhook.js"
@@ -39,10 +40,15 @@ const tooLarge = (limit: number) =>
  * Reads the body up to `limit` bytes. An announced or actual overflow is answered 413 at once and the
  * connection closed, so nothing past the limit is buffered.
  */
-const readBody = (req: IncomingMessage, res: ServerResponse, limit: number, onBody: (body: Buffer) => void) => {
+const readBody = (
+  req: IncomingMessage,
+  limit: number,
+  onTooLarge: (reply: Reply) => void,
+  onBody: (body: Buffer) => void
+) => {
   const announced = Number(req.headers["content-length"] ?? 0)
   if (announced > limit) {
-    send(res, tooLarge(limit), true)
+    onTooLarge(tooLarge(limit))
     req.resume()
     return
   }
@@ -51,7 +57,7 @@ const readBody = (req: IncomingMessage, res: ServerResponse, limit: number, onBo
   req.on("data", (chunk: Buffer) => {
     size += chunk.length
     if (size > limit) {
-      if (!res.headersSent) send(res, tooLarge(limit), true)
+      onTooLarge(tooLarge(limit))
       req.removeAllListeners("data")
       req.resume()
       return
@@ -75,6 +81,7 @@ export const layer = Layer.scoped(
     const { config } = yield* Settings
     const webhook = yield* Webhook
     const events = yield* Events
+    const metrics = yield* Metrics
     const runtime = yield* Effect.runtime<never>()
     const run = Runtime.runPromise(runtime)
     const { host, port, path, max_body_bytes: limit } = config.server
@@ -90,22 +97,35 @@ export const layer = Layer.scoped(
       })
     )
 
+    // Answers a webhook and counts it: stored outcomes by status, refusals by problem type.
+    const answer = (res: ServerResponse, reply: Reply, started: number, close = false) => {
+      const body = reply.body as { readonly status?: string; readonly type?: string }
+      const stored = reply.status === 200 && body.status !== undefined
+      metrics.webhook(
+        stored ? body.status as WebhookOutcome : "rejected",
+        stored ? "" : body.type ?? String(reply.status),
+        (performance.now() - started) / 1000
+      )
+      send(res, reply, close)
+    }
+
     const server = createServer((req, res) => {
+      const started = performance.now()
       const url = req.url ?? "/"
       const query = url.indexOf("?")
       const route = query === -1 ? url : url.slice(0, query)
       if (route === path) {
         if (req.method !== "POST") {
-          send(res, { ...problem(405, "method-not-allowed", "Method not allowed", "Use POST"), headers: { allow: "POST" } })
+          answer(res, { ...problem(405, "method-not-allowed", "Method not allowed", "Use POST"), headers: { allow: "POST" } }, started)
           req.resume()
           return
         }
-        readBody(req, res, limit, (body) => {
+        readBody(req, limit, (reply) => answer(res, reply, started, true), (body) => {
           run(webhook.handle({ headers: req.headers, body })).then(
-            (reply) => send(res, reply),
+            (reply) => answer(res, reply, started),
             (error) => {
               internalError(error)
-              send(res, problem(500, "internal-error", "Internal error", "The request could not be handled"))
+              answer(res, problem(500, "internal-error", "Internal error", "The request could not be handled"), started)
             }
           )
         })
@@ -113,6 +133,16 @@ export const layer = Layer.scoped(
       }
       req.resume()
       if (route === "/healthz" && req.method === "GET") return send(res, json(200, { status: "ok" }))
+      if (route === "/metrics" && req.method === "GET") {
+        run(metrics.render).then((text) => {
+          res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(text) })
+          res.end(text)
+        }, (error) => {
+          internalError(error)
+          send(res, problem(500, "internal-error", "Internal error", "Metrics could not be collected"))
+        })
+        return
+      }
       if (route === "/readyz" && req.method === "GET") {
         run(ready).then((reply) => send(res, reply), (error) => {
           internalError(error)

@@ -54,6 +54,13 @@ export interface Finish {
   readonly nextAttemptAt: string | null
 }
 
+/** Deliveries waiting per instance, and the scheduled time of the oldest one that is due. */
+export interface QueueStats {
+  readonly instance: string
+  readonly waiting: number
+  readonly oldestDue: string | null
+}
+
 const decodeDeliveries = Schema.decodeUnknown(Schema.Array(DeliveryRow))
 const decodeAttempts = Schema.decodeUnknown(Schema.Array(AttemptRow))
 
@@ -163,6 +170,15 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       Effect.orDie
     )
 
-    return { enqueue, reschedule, claim, finish, list, attempts, countByState, requeueDead, deadInstances } as const
+    const queueStats = Effect.gen(function*() {
+      const now = new Date().toISOString()
+      const rows = yield* sql<{ instance: string; waiting: number | string; oldest_due: string | null }>`
+        SELECT instance, COUNT(*) AS waiting,
+          MIN(CASE WHEN state = 'pending' AND next_attempt_at <= ${now} THEN next_attempt_at END) AS oldest_due
+        FROM deliveries WHERE state IN ('pending', 'running') GROUP BY instance`
+      return rows.map((row): QueueStats => ({ instance: row.instance, waiting: Number(row.waiting), oldestDue: row.oldest_due }))
+    }).pipe(Effect.orDie)
+
+    return { enqueue, reschedule, claim, finish, list, attempts, countByState, requeueDead, deadInstances, queueStats } as const
   })
 }) {}
