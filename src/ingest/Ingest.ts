@@ -68,7 +68,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         const fresh = batch.flatMap((pending, i) =>
           !stored[i]!.duplicate && pending.event !== undefined ? [{ row: pending.row, event: pending.event }] : []
         )
-        const woken = new Set<string>()
+        const woken = new Map<string, number>()
         if (fresh.length > 0) {
           const snapshot = yield* rules.current
           const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.event.data.verification_id))])
@@ -87,7 +87,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
             }
             for (const target of targetsFor(snapshot, event, stale)) {
               scheduled.push(deliveryRow(row.id, target, now))
-              woken.add(target.instance)
+              woken.set(target.instance, (woken.get(target.instance) ?? 0) + 1)
             }
           }
           yield* verifications.save(changed, now)
