@@ -34,24 +34,24 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
 
     const get = (id: string) => getMany([id]).pipe(Effect.map((states) => states.get(id) ?? null), Effect.orDie)
 
+    /** One statement for the whole batch; each verification appears once in `states`. */
     const save = (states: ReadonlyMap<string, VerificationState>, now: string) =>
-      Effect.forEach(states, ([id, state]) =>
-        sql`INSERT INTO verifications ${
-          sql.insert({
-            verification_id: id,
-            event_id: state.eventId,
-            event_type: state.eventType,
-            status: state.status,
-            sub_status: state.subStatus,
-            event_time: state.eventTime,
-            rank: state.rank,
-            terminal: state.terminal ? 1 : 0,
-            updated_at: now
-          })
-        } ON CONFLICT (verification_id) DO UPDATE SET
+      states.size === 0 ? Effect.void : sql`INSERT INTO verifications ${
+        sql.insert([...states].map(([id, state]) => ({
+          verification_id: id,
+          event_id: state.eventId,
+          event_type: state.eventType,
+          status: state.status,
+          sub_status: state.subStatus,
+          event_time: state.eventTime,
+          rank: state.rank,
+          terminal: state.terminal ? 1 : 0,
+          updated_at: now
+        })))
+      } ON CONFLICT (verification_id) DO UPDATE SET
           event_id = excluded.event_id, event_type = excluded.event_type, status = excluded.status,
           sub_status = excluded.sub_status, event_time = excluded.event_time, rank = excluded.rank,
-          terminal = excluded.terminal, updated_at = excluded.updated_at`, { discard: true })
+          terminal = excluded.terminal, updated_at = excluded.updated_at`.pipe(Effect.asVoid)
 
     return { getMany, get, save } as const
   })
