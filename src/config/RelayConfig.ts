@@ -1,4 +1,5 @@
 import { Duration, ParseResult, Schema } from "effect"
+import { isIP } from "node:net"
 
 export const DEFAULT_CONFIG_PATH = "config/kyc-relay.yaml"
 
@@ -17,25 +18,6 @@ export const StoreUrl = Schema.String.pipe(
   Schema.filter((url) => /^sqlite:.+/.test(url) || /^postgres(ql)?:\/\/.+/.test(url))
 ).annotations({ identifier: "sqlite:<file> or a postgres:// URL" })
 
-export const ServerSettings = Schema.Struct({
-  host: Schema.optionalWith(Schema.NonEmptyString, { default: () => "127.0.0.1" }),
-  port: Schema.optionalWith(Port, { default: () => 8080 }),
-  path: Schema.optionalWith(WebhookPath, { default: () => "/webhooks/cashfree" }),
-  max_body_bytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1024, 16 * 1024 * 1024)), {
-    default: () => 256 * 1024
-  })
-})
-
-export const CashfreeSettings = Schema.Struct({
-  /** Current secret first, then previous ones still being rotated out. */
-  secrets: Schema.Array(Secret).pipe(Schema.minItems(1, { message: () => "at least one client secret" })),
-  signature: Schema.optionalWith(Schema.Literal("auto", "header", "body"), { default: () => "auto" as const })
-})
-
-export const StoreSettings = Schema.Struct({
-  url: Schema.optionalWith(StoreUrl, { default: () => "sqlite:data/kyc-relay.db" })
-})
-
 const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** A duration written as `500ms`, `30s`, `5m`, `24h` or `7d`. */
@@ -48,6 +30,44 @@ export const DurationText = Schema.transformOrFail(Schema.String, Schema.Duratio
       : ParseResult.succeed(Duration.millis(Number(match[1]) * UNITS[match[2]!]!))
   },
   encode: (duration) => ParseResult.succeed(`${Duration.toMillis(duration)}ms`)
+})
+
+/** An IP address or a CIDR range, v4 or v6: `52.66.101.190`, `10.0.0.0/8`. */
+export const AddressRange = Schema.String.pipe(
+  Schema.filter((text) => {
+    const [address, bits, extra] = text.split("/")
+    const family = isIP(address ?? "")
+    if (family === 0 || extra !== undefined) return false
+    return bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128))
+  }, { message: () => "an IP address or CIDR range, e.g. 52.66.101.190 or 10.0.0.0/8" })
+)
+
+export const ServerSettings = Schema.Struct({
+  host: Schema.optionalWith(Schema.NonEmptyString, { default: () => "127.0.0.1" }),
+  port: Schema.optionalWith(Port, { default: () => 8080 }),
+  path: Schema.optionalWith(WebhookPath, { default: () => "/webhooks/cashfree" }),
+  max_body_bytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1024, 16 * 1024 * 1024)), {
+    default: () => 256 * 1024
+  }),
+  /** When set, webhooks from any other source address are refused with 403 (on top of the signature check). */
+  allowed_ips: Schema.optional(Schema.Array(AddressRange).pipe(Schema.minItems(1))),
+  /** Proxies whose X-Forwarded-For is believed when finding the source address. */
+  trusted_proxies: Schema.optionalWith(Schema.Array(AddressRange), { default: () => [] })
+})
+
+export const CashfreeSettings = Schema.Struct({
+  /** Current secret first, then previous ones still being rotated out. */
+  secrets: Schema.Array(Secret).pipe(Schema.minItems(1, { message: () => "at least one client secret" })),
+  signature: Schema.optionalWith(Schema.Literal("auto", "header", "body"), { default: () => "auto" as const }),
+  /**
+   * When set, a header-signed webhook whose x-webhook-timestamp is further than this from now is refused.
+   * Off by default: Cashfree may retry with the original timestamp, and dedupe already stops replays.
+   */
+  timestamp_tolerance: Schema.optional(DurationText)
+})
+
+export const StoreSettings = Schema.Struct({
+  url: Schema.optionalWith(StoreUrl, { default: () => "sqlite:data/kyc-relay.db" })
 })
 
 const retryFields = {

@@ -5,6 +5,7 @@ import { Settings } from "../config/ConfigFile.js"
 import { Metrics, type WebhookOutcome } from "../observability/Metrics.js"
 import { Events } from "../store/Events.js"
 import { json, problem, type Reply } from "./Reply.js"
+import { sourceCheck } from "./SourceAddress.js"
 import { Webhook } from "./Webhook.js"
 
 /** Where the server actually listens (the port is the OS's choice when `server.port` is 0 in tests). */
@@ -85,6 +86,7 @@ export const layer = Layer.scoped(
     const runtime = yield* Effect.runtime<never>()
     const run = Runtime.runPromise(runtime)
     const { host, port, path, max_body_bytes: limit } = config.server
+    const allowedSource = sourceCheck(config.server.allowed_ips, config.server.trusted_proxies)
 
     const internalError = (error: unknown) =>
       Effect.runFork(Effect.logError("request failed", error))
@@ -117,6 +119,11 @@ export const layer = Layer.scoped(
       if (route === path) {
         if (req.method !== "POST") {
           answer(res, { ...problem(405, "method-not-allowed", "Method not allowed", "Use POST"), headers: { allow: "POST" } }, started)
+          req.resume()
+          return
+        }
+        if (!allowedSource(req)) {
+          answer(res, problem(403, "forbidden-source", "Forbidden", "This source address may not send webhooks"), started, true)
           req.resume()
           return
         }

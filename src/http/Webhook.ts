@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto"
 import type { IncomingHttpHeaders } from "node:http"
-import { Clock, DateTime, Effect, Either, Schema } from "effect"
+import { Clock, DateTime, Duration, Effect, Either, Schema } from "effect"
 import { canonical, isObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
@@ -40,10 +40,10 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
   effect: Effect.gen(function*() {
     const { config } = yield* Settings
     const ingest = yield* Ingest
-    const { secrets, signature: setting } = config.cashfree
+    const { secrets, signature: setting, timestamp_tolerance: tolerance } = config.cashfree
 
     /** Verifies first, then reads: an unauthenticated request never reaches the store. */
-    const authenticate = (request: WebhookRequest): Either.Either<
+    const authenticate = (request: WebhookRequest, now: number): Either.Either<
       { readonly verified: Verified; readonly text: string; readonly document: LosslessJson },
       Reply
     > => {
@@ -51,6 +51,10 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       const useHeader = setting === "header" || (setting === "auto" && hasHeaderSignature(signed))
       const headerCheck = useHeader ? verifyHeader(secrets, signed, request.body) : undefined
       if (headerCheck !== undefined && Either.isLeft(headerCheck)) return Either.left(unauthorized(headerCheck.left.message))
+      // Checked after the signature, so the answer says nothing about timestamps to someone without the secret.
+      if (headerCheck !== undefined && tolerance !== undefined && !(Math.abs(now - Number(signed.timestamp)) <= Duration.toMillis(tolerance))) {
+        return Either.left(unauthorized(`x-webhook-timestamp is more than ${Duration.format(tolerance)} away from now`))
+      }
       let text: string
       try {
         text = utf8.decode(request.body)
@@ -67,7 +71,8 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
 
     // A plain generator rather than Effect.fn: a span per webhook costs more than it tells on this path.
     const handle = (request: WebhookRequest) => Effect.gen(function*() {
-      const authenticated = authenticate(request)
+      const now = yield* Clock.currentTimeMillis
+      const authenticated = authenticate(request, now)
       if (Either.isLeft(authenticated)) {
         yield* Effect.logWarning("webhook rejected").pipe(
           Effect.annotateLogs({ status: authenticated.left.status, reason: (authenticated.left.body as { type: string }).type })
@@ -98,7 +103,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         event_time: Either.isRight(decoded)
           ? DateTime.formatIso(decoded.right.event_time)
           : textField(raw.event_time),
-        received_at: DateTime.formatIso(DateTime.unsafeMake(yield* Clock.currentTimeMillis)),
+        received_at: DateTime.formatIso(DateTime.unsafeMake(now)),
         scheme: verified.scheme,
         secret_index: verified.secretIndex,
         webhook_attempt: header(request.headers, "x-webhook-attempt") ?? null,

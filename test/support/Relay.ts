@@ -44,6 +44,9 @@ export interface RelayOptions {
   readonly secrets?: ReadonlyArray<string>
   readonly signature?: "auto" | "header" | "body"
   readonly maxBodyBytes?: number
+  /** More lines for the server: and cashfree: sections, indented by two spaces. */
+  readonly serverLines?: ReadonlyArray<string>
+  readonly cashfreeLines?: ReadonlyArray<string>
   /** More YAML appended as is: plugins, routes, retry, dispatch sections. */
   readonly extra?: string
 }
@@ -54,10 +57,12 @@ export const relayConfigYaml = (options: RelayOptions) =>
     "  host: 127.0.0.1",
     "  port: 0",
     ...(options.maxBodyBytes === undefined ? [] : [`  max_body_bytes: ${options.maxBodyBytes}`]),
+    ...(options.serverLines ?? []),
     "cashfree:",
     "  secrets:",
     ...(options.secrets ?? ["test-secret"]).map((secret) => `    - ${JSON.stringify(secret)}`),
     `  signature: ${options.signature ?? "auto"}`,
+    ...(options.cashfreeLines ?? []),
     "store:",
     `  url: ${JSON.stringify(options.store)}`,
     options.extra ?? ""
