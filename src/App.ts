@@ -27,10 +27,10 @@ export const LoggingLive = Layer.unwrapEffect(
     const level = yield* Config.string("KYC_RELAY_LOG_LEVEL").pipe(
       Config.withDefault("info"),
       Config.mapOrFail((name) => {
-        const level = LEVELS[name.toLowerCase() as keyof typeof LEVELS]
-        return level === undefined
+        const key = name.toLowerCase()
+        return !Object.hasOwn(LEVELS, key)
           ? Either.left(ConfigError.InvalidData([], `KYC_RELAY_LOG_LEVEL must be one of ${Object.keys(LEVELS).join(", ")}`))
-          : Either.right(level)
+          : Either.right(LEVELS[key as keyof typeof LEVELS])
       })
     )
     const format = process.stdout.isTTY ? Logger.pretty : Logger.json

@@ -38,6 +38,10 @@ const WHITESPACE = /[ \t\n\r]*/y
 export const isObject = (value: LosslessJson): value is JsonObject =>
   value !== null && typeof value === "object" && !Array.isArray(value) && (value as JsonObject)._tag === "Object"
 
+export const isNumber = (value: LosslessJson | undefined): value is JsonNumber =>
+  value !== undefined && value !== null && typeof value === "object" && !Array.isArray(value) &&
+  (value as JsonNumber)._tag === "Number"
+
 export const parse = (text: string): Either.Either<LosslessJson, JsonSyntaxError> => {
   let pos = 0
   const fail = (message: string): never => {

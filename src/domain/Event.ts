@@ -74,7 +74,7 @@ export const EventTime = Schema.transformOrFail(Schema.String, Schema.DateTimeUt
   decode: (raw, _, ast) => {
     const zoneless = ZONELESS.exec(raw)
     const iso = zoneless !== null ? `${zoneless[1]}T${zoneless[2]}Z` : ZONED.test(raw) ? raw : undefined
-    const parsed = iso === undefined ? undefined : DateTime.make(iso)
+    const parsed = iso === undefined || !isCalendarTime(iso) ? undefined : DateTime.make(iso)
     return parsed !== undefined && parsed._tag === "Some"
       ? ParseResult.succeed(parsed.value)
       : ParseResult.fail(
@@ -83,6 +83,15 @@ export const EventTime = Schema.transformOrFail(Schema.String, Schema.DateTimeUt
   },
   encode: (time) => ParseResult.succeed(DateTime.formatIso(time).replace(".000Z", "Z"))
 }).annotations({ identifier: "EventTime" })
+
+/** Date.parse rolls 2025-02-30 over into March; a time Cashfree sent must exist as written. */
+const isCalendarTime = (iso: string): boolean => {
+  const [year, month, day, hour, minute, second] = iso.slice(0, 19).split(/[-T:]/).map(Number) as [
+    number, number, number, number, number, number
+  ]
+  const date = new Date(Date.UTC(year, month - 1, day))
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day && hour < 24 && minute < 60 && second < 60
+}
 
 const NullableString = Schema.NullOr(Schema.String)
 

@@ -17,22 +17,23 @@ export interface Lifecycle {
   readonly current: VerificationState | null
 }
 
-const VKYC_RANK: Readonly<Record<string, number>> = {
-  RECEIVED: 0,
-  PRE_VIDEO_CALL: 1,
-  VIDEO_CALL: 2,
-  POST_VIDEO_CALL: 3,
-  AUDITOR_REVIEWED: 4,
-  EXPIRED: 5,
-  REJECTED: 5
-}
+// Maps, not object literals: a status such as "constructor" must not find Object.prototype's members.
+const VKYC_RANK: ReadonlyMap<string, number> = new Map([
+  ["RECEIVED", 0],
+  ["PRE_VIDEO_CALL", 1],
+  ["VIDEO_CALL", 2],
+  ["POST_VIDEO_CALL", 3],
+  ["AUDITOR_REVIEWED", 4],
+  ["EXPIRED", 5],
+  ["REJECTED", 5]
+])
 const VKYC_TERMINAL = new Set(["AUDITOR_REVIEWED", "EXPIRED", "REJECTED"])
 
-const KYC_LINK_RANK: Readonly<Record<string, number>> = {
-  KYC_LINK_ACTION_PERFORMED: 0,
-  KYC_LINK_SUCCESS: 1,
-  KYC_LINK_EXPIRED: 1
-}
+const KYC_LINK_RANK: ReadonlyMap<string, number> = new Map([
+  ["KYC_LINK_ACTION_PERFORMED", 0],
+  ["KYC_LINK_SUCCESS", 1],
+  ["KYC_LINK_EXPIRED", 1]
+])
 
 /** The state an event would put its verification in. Unknown statuses rank with the first phase. */
 export const stateOf = (eventId: string, event: CashfreeEvent, eventTime: string): VerificationState => {
@@ -44,7 +45,7 @@ export const stateOf = (eventId: string, event: CashfreeEvent, eventTime: string
       status: data.form_status,
       subStatus: null,
       eventTime,
-      rank: KYC_LINK_RANK[event.event_type] ?? 0,
+      rank: KYC_LINK_RANK.get(event.event_type) ?? 0,
       terminal: event.event_type !== "KYC_LINK_ACTION_PERFORMED"
     }
   }
@@ -55,7 +56,7 @@ export const stateOf = (eventId: string, event: CashfreeEvent, eventTime: string
     status: data.status,
     subStatus: data.sub_status,
     eventTime,
-    rank: VKYC_RANK[data.status] ?? 0,
+    rank: VKYC_RANK.get(data.status) ?? 0,
     terminal: VKYC_TERMINAL.has(data.status)
   }
 }

@@ -70,6 +70,9 @@ const readBody = (
   })
 }
 
+/** How long stopping waits for connections with a request still open. */
+const SHUTDOWN_GRACE_MS = 1_000
+
 const notFound = problem(404, "not-found", "Not found", "No such endpoint")
 
 /**
@@ -172,6 +175,9 @@ export const layer = Layer.scoped(
         Effect.async<void>((resume) => {
           server.close(() => resume(Effect.void))
           server.closeIdleConnections()
+          // close() also stops the request timeouts, so a client that never finishes its request would hold
+          // shutdown forever; requests being handled finish well within this.
+          setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref()
         })
     )
     const address = server.address() as AddressInfo

@@ -1,13 +1,14 @@
 import { createHash, randomUUID } from "node:crypto"
 import type { IncomingHttpHeaders } from "node:http"
 import { Clock, DateTime, Duration, Effect, Either, Schema } from "effect"
-import { canonical, isObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
+import { canonical, isNumber, isObject, type JsonObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
 import { CashfreeEvent, isKnownEventType } from "../domain/Event.js"
 import { issuesOf, pathText } from "../domain/Issues.js"
 import { Ingest } from "../ingest/Ingest.js"
 import type { EventRow } from "../store/Events.js"
+import { storable } from "../store/Storable.js"
 import { json, problem, type FieldProblem, type Reply } from "./Reply.js"
 
 export interface WebhookRequest {
@@ -30,11 +31,30 @@ export const newEventId = () => `evt_${Date.now().toString(36).padStart(9, "0")}
 export const dedupeKey = (document: LosslessJson) =>
   createHash("sha256").update(canonical(document, "signature")).digest("hex")
 
+/**
+ * Cashfree ids must arrive as integer lexemes: JSON.parse would turn 4503599627370497.5 into the integer
+ * 4503599627370498, a different id, before any Schema could see the fraction.
+ */
+const inexactIds = (document: JsonObject): ReadonlyArray<string> => {
+  const data = document.fields.get("data")
+  if (data === undefined || !isObject(data)) return []
+  const isInexact = (value: LosslessJson | undefined) => isNumber(value) && !/^-?\d+$/.test(value.lexeme)
+  const paths = ["reference_id", "user_reference_id"].filter((key) => isInexact(data.fields.get(key))).map((key) => `data.${key}`)
+  const details = data.fields.get("verification_details")
+  if (Array.isArray(details)) {
+    details.forEach((item: LosslessJson, i: number) => {
+      if (isObject(item) && isInexact(item.fields.get("reference_id"))) paths.push(`data.verification_details.${i}.reference_id`)
+    })
+  }
+  return paths
+}
+
 const malformed = (detail: string) => problem(400, "malformed-body", "Malformed body", detail)
 
 const unauthorized = (detail: string) => problem(401, "invalid-signature", "Invalid signature", detail)
 
-const textField = (value: unknown): string | null => (typeof value === "string" ? value : null)
+// A copy for a query column; the raw body keeps the original.
+const textField = (value: unknown): string | null => (typeof value === "string" ? storable(value) : null)
 
 export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
   effect: Effect.gen(function*() {
@@ -84,13 +104,16 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
 
       const raw = JSON.parse(text) as Record<string, unknown>
       const data = typeof raw.data === "object" && raw.data !== null ? raw.data as Record<string, unknown> : {}
-      const decoded = isKnownEventType(raw.event_type)
-        ? Either.mapLeft(decodeEvent(raw), (error): ReadonlyArray<FieldProblem> =>
-          issuesOf(error).map((issue) => ({ path: pathText(issue.path), message: issue.message })))
-        : Either.left<ReadonlyArray<FieldProblem>>([{
+      const inexact = inexactIds(document)
+      const decoded = !isKnownEventType(raw.event_type)
+        ? Either.left<ReadonlyArray<FieldProblem>>([{
           path: "event_type",
           message: typeof raw.event_type === "string" ? "not an event type kyc-relay knows" : "expected a string"
         }])
+        : inexact.length > 0
+        ? Either.left(inexact.map((path) => ({ path, message: "expected an integer, written without a fraction or exponent" })))
+        : Either.mapLeft(decodeEvent(raw), (error): ReadonlyArray<FieldProblem> =>
+          issuesOf(error).map((issue) => ({ path: pathText(issue.path), message: issue.message })))
 
       const row: EventRow = {
         id: newEventId(),

@@ -103,15 +103,24 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       // every transaction would hold one event and pay a whole fsync.
       yield* nextMacrotask
       const batch = [first, ...(yield* Queue.takeUpTo(queue, MAX_BATCH - 1))]
-      const exit = yield* Effect.exit(commit(batch))
-      let i = 0
-      for (const pending of batch) {
-        const index = i++
-        yield* Deferred.done(pending.done, Exit.map(exit, ({ stored }) => stored[index]!))
-      }
-      if (Exit.isSuccess(exit)) yield* wakeup.notify(exit.value.woken)
-      else yield* Effect.logError("Ingest.commit failed", exit.cause)
+      yield* commitAndAnswer(batch)
     })
+
+    /** One event the store refuses must not fail the others: a failed batch is retried one event at a time. */
+    const commitAndAnswer = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(commit(batch))
+        if (Exit.isFailure(exit) && batch.length > 1) {
+          return yield* Effect.forEach(batch, (pending) => commitAndAnswer([pending]), { discard: true })
+        }
+        let i = 0
+        for (const pending of batch) {
+          const index = i++
+          yield* Deferred.done(pending.done, Exit.map(exit, ({ stored }) => stored[index]!))
+        }
+        if (Exit.isSuccess(exit)) yield* wakeup.notify(exit.value.woken)
+        else yield* Effect.logError("Ingest.commit failed", exit.cause)
+      })
 
     yield* Effect.forkScoped(Effect.forever(writeBatch))
 

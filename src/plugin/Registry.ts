@@ -40,8 +40,7 @@ const isPath = (use: string) => use.startsWith("./") || use.startsWith("../") ||
  * that exports `plugin = definePlugin({...})`. The failure is a sentence for the configuration error.
  */
 export const resolvePlugin = (use: string): Effect.Effect<Plugin, string> => {
-  const builtin = BUILTIN_PLUGINS[use]
-  if (builtin !== undefined) return Effect.succeed(builtin)
+  if (Object.hasOwn(BUILTIN_PLUGINS, use)) return Effect.succeed(BUILTIN_PLUGINS[use]!)
   if (!isPath(use)) {
     return Effect.fail(
       `unknown plugin "${use}"${didYouMean(use, Object.keys(BUILTIN_PLUGINS))}; built-in plugins are ${

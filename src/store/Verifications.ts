@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { VerificationState } from "../domain/Lifecycle.js"
+import { storable } from "./Storable.js"
 
 interface Row {
   readonly verification_id: string
@@ -28,9 +29,18 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
+    // Keyed by the id as given; the store holds its storable() form.
     const getMany = (ids: ReadonlyArray<string>) =>
-      (ids.length === 0 ? Effect.succeed([] as ReadonlyArray<Row>) : sql<Row>`SELECT * FROM verifications WHERE ${sql.in("verification_id", ids)}`)
-        .pipe(Effect.map((rows) => new Map(rows.map((row) => [row.verification_id, toState(row)]))))
+      (ids.length === 0
+        ? Effect.succeed([] as ReadonlyArray<Row>)
+        : sql<Row>`SELECT * FROM verifications WHERE ${sql.in("verification_id", ids.map(storable))}`)
+        .pipe(Effect.map((rows) => {
+          const byStored = new Map(rows.map((row) => [row.verification_id, toState(row)]))
+          return new Map(ids.flatMap((id) => {
+            const state = byStored.get(storable(id))
+            return state === undefined ? [] : [[id, state] as const]
+          }))
+        }))
 
     const get = (id: string) => getMany([id]).pipe(Effect.map((states) => states.get(id) ?? null), Effect.orDie)
 
@@ -38,11 +48,11 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
     const save = (states: ReadonlyMap<string, VerificationState>, now: string) =>
       states.size === 0 ? Effect.void : sql`INSERT INTO verifications ${
         sql.insert([...states].map(([id, state]) => ({
-          verification_id: id,
+          verification_id: storable(id),
           event_id: state.eventId,
           event_type: state.eventType,
-          status: state.status,
-          sub_status: state.subStatus,
+          status: storable(state.status),
+          sub_status: state.subStatus === null ? null : storable(state.subStatus),
           event_time: state.eventTime,
           rank: state.rank,
           terminal: state.terminal ? 1 : 0,

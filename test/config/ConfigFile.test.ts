@@ -33,7 +33,7 @@ describe("configuration file", () => {
           store: config.store
         },
         {
-          server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144 },
+          server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144, trusted_proxies: [] },
           cashfree: { secrets: ["s3cret", "older"], signature: "auto" },
           store: { url: "sqlite:/var/lib/kyc/relay.db" }
         }
@@ -56,7 +56,7 @@ describe("configuration file", () => {
     Effect.gen(function*() {
       const lines = yield* problemsOf(["server:", "  prot: 8080", "cashfree:", "  secrets: [\"x\"]"].join("\n"))
       assert.deepStrictEqual(lines, [
-        "relay.yaml:2:3 server.prot: unknown key; expected one of \"host\" | \"port\" | \"path\" | \"max_body_bytes\""
+        "relay.yaml:2:3 server.prot: unknown key; expected one of \"host\" | \"port\" | \"path\" | \"max_body_bytes\" | \"allowed_ips\" | \"trusted_proxies\""
       ])
     }))
 
