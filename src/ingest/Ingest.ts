@@ -73,24 +73,28 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
           const snapshot = yield* rules.current
           const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.event.data.verification_id))])
           const changed = new Map<string, VerificationState>()
-          const staleIds: Array<string> = []
-          const scheduled: Array<DeliveryRow> = []
-          for (const { event, row } of fresh) {
+          const decided = fresh.map(({ event, row }) => {
             const id = event.data.verification_id
             const next = stateOf(row.id, event, row.event_time!)
             const stale = isStale(states.get(id) ?? null, next)
-            if (stale) {
-              staleIds.push(row.id)
-            } else {
+            if (!stale) {
               states.set(id, next)
               changed.set(id, next)
             }
+            return { event, row, id, stale }
+          })
+          // A state another process wrote since our read wins; then our events for it are stale too.
+          const written = yield* verifications.save(changed, now)
+          const scheduled: Array<DeliveryRow> = []
+          const staleIds: Array<string> = []
+          for (const { event, id, row, stale: staleHere } of decided) {
+            const stale = staleHere || !written.has(id)
+            if (stale) staleIds.push(row.id)
             for (const target of targetsFor(snapshot, event, stale)) {
               scheduled.push(deliveryRow(row.id, target, now))
               woken.set(target.instance, (woken.get(target.instance) ?? 0) + 1)
             }
           }
-          yield* verifications.save(changed, now)
           yield* events.markStale(staleIds)
           yield* deliveries.enqueue(scheduled)
         }

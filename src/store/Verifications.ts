@@ -44,9 +44,12 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
 
     const get = (id: string) => getMany([id]).pipe(Effect.map((states) => states.get(id) ?? null), Effect.orDie)
 
-    /** One statement for the whole batch; each verification appears once in `states`. */
+    /**
+     * Writes each verification's new state unless the stored one is already final or newer (another process
+     * may have moved it on since we read it). One statement for the batch; returns the ids actually written.
+     */
     const save = (states: ReadonlyMap<string, VerificationState>, now: string) =>
-      states.size === 0 ? Effect.void : sql`INSERT INTO verifications ${
+      states.size === 0 ? Effect.succeed(new Set<string>()) : sql<{ verification_id: string }>`INSERT INTO verifications ${
         sql.insert([...states].map(([id, state]) => ({
           verification_id: storable(id),
           event_id: state.eventId,
@@ -61,7 +64,15 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
       } ON CONFLICT (verification_id) DO UPDATE SET
           event_id = excluded.event_id, event_type = excluded.event_type, status = excluded.status,
           sub_status = excluded.sub_status, event_time = excluded.event_time, rank = excluded.rank,
-          terminal = excluded.terminal, updated_at = excluded.updated_at`.pipe(Effect.asVoid)
+          terminal = excluded.terminal, updated_at = excluded.updated_at
+        WHERE verifications.terminal = 0 AND (excluded.event_time > verifications.event_time OR
+          (excluded.event_time = verifications.event_time AND excluded.rank >= verifications.rank))
+        RETURNING verification_id`.pipe(
+        Effect.map((rows) => {
+          const written = new Set(rows.map((row) => row.verification_id))
+          return new Set([...states.keys()].filter((id) => written.has(storable(id))))
+        })
+      )
 
     return { getMany, get, save } as const
   })

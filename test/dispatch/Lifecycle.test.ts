@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, startRelay, STORES } from "../support/Relay.js"
@@ -94,4 +96,32 @@ describe.each(STORES)("lifecycle and replay on $name", ({ make }) => {
       const nothing = yield* relay.replay.range("2000-01-01T00:00:00.000Z", "2000-01-02T00:00:00.000Z")
       assert.deepStrictEqual(nothing, { events: 0, deliveries: 0, stillQuarantined: 0, orphaned: [] })
     }))
+})
+
+describe("lifecycle with two relays on one PostgreSQL database", () => {
+  it.scopedLive("never moves a verification back from its final state when late events race on two instances", () =>
+    Effect.gen(function*() {
+      const store = yield* STORES[1].make
+      const a = yield* startRelay({ store, secrets: [SECRET] })
+      const b = yield* startRelay({ store, secrets: [SECRET] })
+      const variant = (eventType: string, id: string) => {
+        const doc = JSON.parse(fixture(eventType).text)
+        return JSON.stringify({ ...doc, data: { ...doc.data, verification_id: id } })
+      }
+      const pairs = Array.from({ length: 300 }, (_, i) => `race_${i}`)
+      yield* Effect.forEach(pairs, (id) => {
+        const approved = variant("VKYC_AUDITOR_REVIEW_COMPLETED", id)
+        const link = variant("VKYC_USER_LINK_GENERATED", id)
+        return Effect.all([
+          post(a.webhookUrl, approved, signedHeaders(SECRET, approved)),
+          post(b.webhookUrl, link, signedHeaders(SECRET, link))
+        ], { concurrency: 2 })
+      }, { concurrency: 20 })
+      const states = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ status: string; n: number | string }>`SELECT status, COUNT(*) AS n FROM verifications GROUP BY status`).pipe(
+          Effect.provide(Sql.layer(store)),
+          Effect.orDie
+        )
+      assert.deepStrictEqual(states.map((row) => [row.status, Number(row.n)]), [["AUDITOR_REVIEWED", 300]])
+    }), 60_000)
 })
