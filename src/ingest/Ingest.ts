@@ -5,6 +5,7 @@ import { Rules, targetsFor } from "../dispatch/Rules.js"
 import type { Target } from "../dispatch/Router.js"
 import { Wakeup } from "../dispatch/Wakeup.js"
 import type { CashfreeEvent } from "../domain/Event.js"
+import { Metrics } from "../observability/Metrics.js"
 import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
 import { Deliveries, type DeliveryRow } from "../store/Deliveries.js"
 import { type EventRow, Events, type Stored } from "../store/Events.js"
@@ -59,6 +60,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
+    const metrics = yield* Metrics
     const queue = yield* Queue.bounded<Pending>(16 * MAX_BATCH)
 
     const commit = (batch: ReadonlyArray<Pending>) =>
@@ -87,18 +89,22 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
           const written = yield* verifications.save(changed, now)
           const scheduled: Array<DeliveryRow> = []
           const staleIds: Array<string> = []
+          let unrouted = 0
           for (const { event, id, row, stale: staleHere } of decided) {
             const stale = staleHere || !written.has(id)
             if (stale) staleIds.push(row.id)
-            for (const target of targetsFor(snapshot, event, stale)) {
+            const targets = targetsFor(snapshot, event, stale)
+            if (targets.length === 0) unrouted++
+            for (const target of targets) {
               scheduled.push(deliveryRow(row.id, target, now))
               woken.set(target.instance, (woken.get(target.instance) ?? 0) + 1)
             }
           }
           yield* events.markStale(staleIds)
           yield* deliveries.enqueue(scheduled)
+          return { stored, woken, unrouted }
         }
-        return { stored, woken }
+        return { stored, woken, unrouted: 0 }
       }).pipe(sql.withTransaction)
 
     const writeBatch = Effect.gen(function*() {
@@ -122,7 +128,10 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
           const index = i++
           yield* Deferred.done(pending.done, Exit.map(exit, ({ stored }) => stored[index]!))
         }
-        if (Exit.isSuccess(exit)) yield* wakeup.notify(exit.value.woken)
+        if (Exit.isSuccess(exit)) {
+          metrics.unrouted(exit.value.unrouted)
+          yield* wakeup.notify(exit.value.woken)
+        }
         else yield* Effect.logError("Ingest.commit failed", exit.cause)
       })
 
@@ -138,5 +147,12 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
 
     return { store } as const
   }),
-  dependencies: [Events.Default, Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default]
+  dependencies: [
+    Events.Default,
+    Deliveries.Default,
+    Verifications.Default,
+    Rules.Default,
+    Wakeup.Default,
+    Metrics.Default
+  ]
 }) {}

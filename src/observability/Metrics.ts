@@ -43,6 +43,11 @@ export class Metrics extends Effect.Service<Metrics>()("kyc-relay/Metrics", {
       labelNames: ["instance", "state"],
       registers
     })
+    const unrouted = new Counter({
+      name: "kyc_relay_unrouted_events_total",
+      help: "Accepted events that matched no route (stored, not delivered)",
+      registers
+    })
     const endToEnd = new Histogram({
       name: "kyc_relay_delivery_seconds",
       help: "Time from the webhook's arrival to the delivery's success",
@@ -89,6 +94,9 @@ export class Metrics extends Effect.Service<Metrics>()("kyc-relay/Metrics", {
         attempts.inc({ instance, result })
         if (state !== "pending") finished.inc({ instance, state })
         if (state === "done" && receivedAt !== undefined) endToEnd.observe({ instance }, (Date.now() - Date.parse(receivedAt)) / 1000)
+      },
+      unrouted: (count: number) => {
+        if (count > 0) unrouted.inc(count)
       },
       contentType: registry.contentType,
       render: Effect.promise(() => registry.metrics())

@@ -38,6 +38,7 @@ routes:
         yield* signed(fixture(type).text)
       }
       yield* signed(fixture("VKYC_USER_LINK_GENERATED").text)
+      yield* signed(fixture("KYC_LINK_SUCCESS").text) // matches no route
       yield* signed(JSON.stringify({ event_type: "BAV_DONE", event_time: "2025-01-01T00:00:00Z", version: "v2", data: {} }))
       yield* post(relay.webhookUrl, fixture("VKYC_USER_CALL_QUEUED").text, signedHeaders("wrong", "x"))
       yield* post(relay.webhookUrl, fixture("VKYC_USER_CALL_QUEUED").text, signedHeaders("wrong", "y"))
@@ -63,21 +64,23 @@ routes:
           dead: metrics.get(`kyc_relay_deliveries_total{instance="sink",state="dead"}`),
           attemptsDone: metrics.get(`kyc_relay_delivery_attempts_total{instance="sink",result="done"}`),
           attemptsPermanent: metrics.get(`kyc_relay_delivery_attempts_total{instance="sink",result="Permanent"}`),
-          endToEndCount: metrics.get(`kyc_relay_delivery_seconds_count{instance="sink"}`)
+          endToEndCount: metrics.get(`kyc_relay_delivery_seconds_count{instance="sink"}`),
+          unrouted: metrics.get("kyc_relay_unrouted_events_total")
         },
         {
-          accepted: 3,
+          accepted: 4,
           duplicate: 1,
           quarantined: 1,
           badSignature: 2,
           malformed: 1,
           tooLarge: 1,
-          ingestCount: 3,
+          ingestCount: 4,
           done: 2,
           dead: 1,
           attemptsDone: 2,
           attemptsPermanent: 1,
-          endToEndCount: 2
+          endToEndCount: 2,
+          unrouted: 1
         }
       )
       assert.isUndefined(metrics.get(`kyc_relay_queue_depth{instance="sink"}`), "nothing is waiting")
