@@ -3,14 +3,13 @@ import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { Deliveries } from "../../src/store/Deliveries.js"
 import { Events } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture, repoRoot } from "../support/Fixtures.js"
-import { stop } from "../support/Process.js"
+import { alive, kill, listening, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { signedHeaders, tempPostgres, tempSqlite } from "../support/Relay.js"
 
@@ -102,30 +101,6 @@ interface Proc extends Spawned {
   readonly webhookUrl: string
 }
 
-const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
-
-/** SIGKILL: nothing is flushed, leases stay held. Resolves once the process is gone. */
-const kill = (child: ChildProcess) =>
-  Effect.async<NodeJS.Signals | null>((resume) => {
-    if (!alive(child)) return resume(Effect.succeed(child.signalCode))
-    child.once("exit", (_code, signal) => resume(Effect.succeed(signal)))
-    child.kill("SIGKILL")
-  })
-
-/** Waits for the "listening on" log line and returns the base URL; dies with the output if the process exits first. */
-const listening = (child: ChildProcess, output: { stdout: string; stderr: string }) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const found = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output.stdout)
-      if (found !== null) return found[1]!
-      if (!alive(child) || Date.now() > deadline) {
-        throw new Error(`the server did not start (exit ${child.exitCode ?? child.signalCode}):\n${output.stdout}${output.stderr}`)
-      }
-      await new Promise((done) => setTimeout(done, 20))
-    }
-  })
-
 /** One unique event: the fixture with its own verification id, re-serialised. */
 const uniqueBody = (prefix: string, i: number) => {
   const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
@@ -207,10 +182,7 @@ describe.each(STORES)("chaos on $name", ({ name, make, processes }) => {
     Effect.gen(function*() {
       const started = Date.now()
       const store = yield* make
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "kyc-relay-chaos-"))),
-        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("kyc-relay-chaos-")
 
       // ---- sinks: one per instance, each records when and from which process every request came ----
       const sinkMeta: Record<Instance, Array<SinkMeta>> = { "sink-a": [], "sink-b": [] }
@@ -244,7 +216,7 @@ describe.each(STORES)("chaos on $name", ({ name, make, processes }) => {
         child.stdout.on("data", (chunk) => (output.stdout += chunk))
         child.stderr.on("data", (chunk) => (output.stderr += chunk))
         everyProc.push({ gen, child, output })
-        const url = yield* listening(child, output)
+        const url = yield* listening({ child, output })
         return { gen, child, output, webhookUrl: `${url}/webhooks/cashfree` } satisfies Proc
       })
       /** The processes the client knows, one slot each; a killed one stays until its replacement listens. */

@@ -1,15 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { eventFixtures, repoRoot } from "../support/Fixtures.js"
-import { freePort, runCli, spawnCli, stop, waitUntilReady } from "../support/Process.js"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "kyc-relay-cli-"))),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
+import { freePort, runCli, spawnCli, stop, tempDir, waitUntilReady } from "../support/Process.js"
 
 const ENV = { CASHFREE_CLIENT_SECRET: "walkthrough-secret", KYC_RELAY_LOG_LEVEL: "Info" }
 
@@ -22,7 +16,7 @@ describe("kyc-relay command", () => {
 
   it.scopedLive("refuses to start on a bad configuration and says where the problem is", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("kyc-relay-cli-")
       const file = join(dir, "bad.yaml")
       writeFileSync(file, "server:\n  port: http\ncashfree:\n  secrets: [\"${CASHFREE_CLIENT_SECRET}\"]\n")
       const result = yield* runCli(["serve", "--config", file], ENV)
@@ -36,7 +30,7 @@ describe("kyc-relay command", () => {
 
   it.scopedLive("walks through send, events list and events show against a running server", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("kyc-relay-cli-")
       const port = yield* freePort
       const config = join(dir, "relay.yaml")
       writeFileSync(

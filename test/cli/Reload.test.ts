@@ -1,10 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fixture } from "../support/Fixtures.js"
-import { freePort, spawnCli, stop, waitUntilReady } from "../support/Process.js"
+import { freePort, spawnCli, stop, tempDir, waitUntilReady } from "../support/Process.js"
 import { eventually, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders } from "../support/Relay.js"
 
@@ -13,10 +12,7 @@ const SECRET = "reload-secret"
 describe("configuration reload", () => {
   it.scopedLive("SIGHUP switches routes and plugins; a bad file is refused and the old one stays", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "kyc-relay-reload-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("kyc-relay-reload-")
       const first = yield* startReceiver()
       const second = yield* startReceiver()
       const port = yield* freePort

@@ -2,14 +2,12 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Schedule } from "effect"
-import type { ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Deliveries } from "../../src/store/Deliveries.js"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
-import { spawnCli, stop } from "../support/Process.js"
+import { listening, spawnCli, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, tempPostgres } from "../support/Relay.js"
 
@@ -17,27 +15,6 @@ const SECRET = "multi-instance-secret"
 const EVENTS = 500
 const INSTANCES = ["sink-a", "sink-b", "sink-c"] as const
 const DELIVERIES = EVENTS * INSTANCES.length
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "kyc-relay-multi-"))),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
-
-/** Waits for the server's "listening on" log line and returns its base URL; dies with its output if it exits first. */
-const listening = (server: { readonly child: ChildProcess; readonly output: { stdout: string; stderr: string } }) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const found = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output.stdout)
-      if (found !== null) return found[1]!
-      if (server.child.exitCode !== null || server.child.signalCode !== null || Date.now() > deadline) {
-        throw new Error(
-          `the server did not start (exit ${server.child.exitCode ?? server.child.signalCode}):\n${server.output.stdout}${server.output.stderr}`
-        )
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  })
 
 /** A unique event: the fixture with its own verification id, so each one is new and none is stale. */
 const uniqueEvent = (i: number) => {
@@ -73,7 +50,7 @@ describe("dispatch from several processes", () => {
     Effect.gen(function*() {
       const started = Date.now()
       const store = yield* tempPostgres
-      const dir = yield* tempDir
+      const dir = yield* tempDir("kyc-relay-multi-")
       const sink = yield* startReceiver([{ status: 200 }])
       const env = { KYC_RELAY_LOG_LEVEL: "info" }
 

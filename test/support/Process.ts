@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { createServer } from "node:net"
-import { resolve } from "node:path"
+import { join, resolve } from "node:path"
 import { Effect, Schedule } from "effect"
 import { repoRoot } from "./Fixtures.js"
 
@@ -58,3 +60,36 @@ export const waitUntilReady = (url: string, attempts = 100) =>
     Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(attempts))),
     Effect.orDie
   )
+
+/** A fresh temporary directory, removed with the scope. */
+export const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+export const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
+
+/** SIGKILL: no finalizer runs, nothing is flushed, leases stay held. Resolves with the signal once the process is gone. */
+export const kill = (child: ChildProcess) =>
+  Effect.async<NodeJS.Signals | null>((resume) => {
+    if (!alive(child)) return resume(Effect.succeed(child.signalCode))
+    child.once("exit", (_code, signal) => resume(Effect.succeed(signal)))
+    child.kill("SIGKILL")
+  })
+
+/** Waits for the server's "listening on" log line and returns its base URL; dies with its output if it exits first. */
+export const listening = (server: { readonly child: ChildProcess; readonly output: { stdout: string; stderr: string } }) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      const found = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output.stdout)
+      if (found !== null) return found[1]!
+      if (!alive(server.child) || Date.now() > deadline) {
+        throw new Error(
+          `the server did not start (exit ${server.child.exitCode ?? server.child.signalCode}):\n${server.output.stdout}${server.output.stderr}`
+        )
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })
