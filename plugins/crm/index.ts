@@ -1,7 +1,7 @@
 import type { HttpClientError } from "@effect/platform"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Schema } from "effect"
-import { classifyStatus } from "../../src/plugin/HttpOutcome.js"
+import { classifyStatus, systemErrorCode } from "../../src/plugin/HttpOutcome.js"
 import type { DeliveryReceipt, PluginError } from "../../src/plugin/Plugin.js"
 import { definePlugin, Permanent, RateLimited, Retryable } from "../../src/plugin/Plugin.js"
 import type { TemplateView } from "../../src/plugin/Template.js"
@@ -114,20 +114,11 @@ const urlVariables = (template: string): ReadonlyArray<string> => {
   return names
 }
 
-/** A system error code such as ECONNREFUSED, from the error or its causes: safe to store, unlike messages with URLs. */
-const errorCode = (error: unknown, depth = 0): string | undefined => {
-  if (typeof error !== "object" || error === null || depth > 3) return undefined
-  const code = (error as { readonly code?: unknown }).code
-  return typeof code === "string" && /^[A-Z][A-Z0-9_]*$/.test(code)
-    ? code
-    : errorCode((error as { readonly cause?: unknown }).cause, depth + 1)
-}
-
 const requestFailed = (method: string, error: HttpClientError.HttpClientError): PluginError => {
   if (error._tag === "RequestError" && error.reason !== "Transport") {
     return new Permanent({ message: `${method} request could not be built (${error.reason})` })
   }
-  return new Retryable({ message: `${method} request failed: ${errorCode(error.cause) ?? error.reason}` })
+  return new Retryable({ message: `${method} request failed: ${systemErrorCode(error.cause) ?? error.reason}` })
 }
 
 const withMethod = (method: string, error: PluginError): PluginError => {

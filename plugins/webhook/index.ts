@@ -1,6 +1,6 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, DateTime, Effect, Option, Schema } from "effect"
-import { classifyStatus } from "../../src/plugin/HttpOutcome.js"
+import { classifyStatus, systemErrorCode } from "../../src/plugin/HttpOutcome.js"
 import { definePlugin, Retryable } from "../../src/plugin/Plugin.js"
 
 const Settings = Schema.Struct({
@@ -39,7 +39,9 @@ export const WebhookPlugin = definePlugin({
               })
             )
             const response = yield* client.execute(request).pipe(
-              Effect.mapError((error) => new Retryable({ message: `request failed: ${error.reason}` }))
+              Effect.mapError((error) =>
+                new Retryable({ message: `request failed: ${systemErrorCode(error.cause) ?? error.reason}` })
+              )
             )
             yield* response.text.pipe(Effect.ignore)
             const now = yield* Clock.currentTimeMillis

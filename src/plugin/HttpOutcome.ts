@@ -26,3 +26,12 @@ export const classifyStatus = (
   if (status === 408 || status >= 500) return Option.some(new Retryable({ message: `HTTP ${status}` }))
   return Option.some(new Permanent({ message: `HTTP ${status}` }))
 }
+
+/** A system error code such as ECONNREFUSED, from the error or its causes: safe to store, unlike messages with URLs. */
+export const systemErrorCode = (error: unknown, depth = 0): string | undefined => {
+  if (typeof error !== "object" || error === null || depth > 3) return undefined
+  const code = (error as { readonly code?: unknown }).code
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]*$/.test(code)
+    ? code
+    : systemErrorCode((error as { readonly cause?: unknown }).cause, depth + 1)
+}
