@@ -432,7 +432,6 @@ describe("hostile bodies with a valid header signature", () => {
 
   it("__proto__, constructor and other Object.prototype names as keys or values do not break decoding", async () => {
     const names = ["__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "__defineGetter__"]
-    // data.status is left out on purpose: see the known bug below.
     const valueFields = ["version", "data.verification_id", "data.user_id", "data.sub_status", "data.vkyc_link", "data.name"]
     await run(
       150,
@@ -450,7 +449,9 @@ describe("hostile bodies with a valid header signature", () => {
           text = JSON.stringify(inner === undefined ? { ...doc, [outer]: name } : { ...doc, data: { ...doc.data, [inner]: name } })
         }
         const answer = await postSigned(utf8(text))
-        assertStored(answer, ["accepted"], `${name} as ${level === "value" ? `the value of ${field}` : `a key (${level})`}`)
+        // With its unique verification id replaced by `name`, the same body can come up twice: a duplicate.
+        const repeatable = level === "value" && field === "data.verification_id"
+        assertStored(answer, repeatable ? ["accepted", "duplicate"] : ["accepted"], `${name} as ${level === "value" ? `the value of ${field}` : `a key (${level})`}`)
       }
     )
     await healthy()
