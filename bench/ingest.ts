@@ -11,7 +11,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process"
 import { createHmac, randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { get } from "node:http"
+import { Agent, createServer as createHttpServer, get, request as httpRequest, type Server as HttpServer } from "node:http"
 import { createServer } from "node:net"
 import { cpus, platform, release, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
@@ -432,12 +432,19 @@ const baselineTarget = (label: string): TargetSpec => ({
     }, port)
 })
 
-const productTarget = (label: string, store: string, storeUrl: string, directory: string): TargetSpec => ({
+const productTarget = (
+  label: string,
+  store: string,
+  storeUrl: string,
+  directory: string,
+  extraConfig: ReadonlyArray<string> = [],
+  configName = store.toLowerCase()
+): TargetSpec => ({
   label,
   store,
   product: true,
   start: (port) => {
-    const config = join(directory, `${store.toLowerCase()}.yaml`)
+    const config = join(directory, `${configName}.yaml`)
     writeFileSync(
       config,
       [
@@ -449,6 +456,7 @@ const productTarget = (label: string, store: string, storeUrl: string, directory
         "  secrets: [\"${CASHFREE_CLIENT_SECRET}\"]",
         "store:",
         `  url: ${JSON.stringify(storeUrl)}`,
+        ...extraConfig,
         ""
       ].join("\n")
     )
@@ -544,6 +552,303 @@ const postgresVersion = async (): Promise<string | undefined> => {
   }
 }
 
+// ---------------------------------------------------------------------------------------------- delivery
+
+const DELIVERY_RATE = 500
+const DELIVERY_SECONDS = 10
+const DELIVERY_WARMUP_SECONDS = 1
+const DRAIN_TIMEOUT_MS = 10_000
+const BURST_EVENTS = 2_000
+const BURST_CONCURRENCY = 50
+const BURST_TIMEOUT_MS = 20_000
+const SINK_PATH = "/hook"
+const EVENT_ID_HEADER = "x-kyc-relay-event-id"
+
+/** A local destination for the `webhook` plugin: answers 200 at once, notes when each event id first arrived. */
+interface Sink {
+  readonly port: number
+  readonly arrivals: Map<string, number>
+  /** Deliveries of an event id the sink had already seen. */
+  readonly duplicates: () => number
+  readonly close: () => Promise<void>
+}
+
+const startSink = () =>
+  new Promise<Sink>((resolve, reject) => {
+    const arrivals = new Map<string, number>()
+    let duplicates = 0
+    const server: HttpServer = createHttpServer((req, res) => {
+      const arrived = performance.now()
+      const id = req.headers[EVENT_ID_HEADER]
+      if (typeof id === "string") {
+        if (arrivals.has(id)) duplicates += 1
+        else arrivals.set(id, arrived)
+      }
+      req.resume()
+      req.once("end", () => {
+        res.writeHead(200, { "content-type": "text/plain" })
+        res.end("ok")
+      })
+    })
+    server.keepAliveTimeout = 60_000
+    server.once("error", reject)
+    server.listen(0, HOST, () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      resolve({
+        port,
+        arrivals,
+        duplicates: () => duplicates,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections()
+            server.close(() => done())
+          })
+      })
+    })
+  })
+
+interface Ack {
+  /** performance.now() when the request was handed to node:http. */
+  readonly start: number
+  readonly ackMs: number
+  readonly status: number
+  readonly bodyStatus: string
+  readonly eventId: string | undefined
+}
+
+/** POSTs one unique signed event; resolves (never rejects) with the answer and its timing. */
+const postEvent = (agent: Agent, baseUrl: string) =>
+  new Promise<Ack>((resolve) => {
+    const body = uniqueEvent()
+    const timestamp = Date.now().toString()
+    const start = performance.now()
+    const done = (status: number, text: string) => {
+      const parsed = status === 0 ? { status: text, eventId: undefined } : bodyStatus(text)
+      resolve({ start, ackMs: performance.now() - start, status, bodyStatus: parsed.status, eventId: parsed.eventId })
+    }
+    const request = httpRequest(`${baseUrl}${WEBHOOK_PATH}`, {
+      method: "POST",
+      agent,
+      timeout: 10_000,
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        "x-webhook-timestamp": timestamp,
+        "x-webhook-signature": sign(timestamp, body)
+      }
+    }, (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (chunk: Buffer) => chunks.push(chunk))
+      res.once("end", () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8")))
+      res.once("error", (error) => done(0, `response error: ${error.message}`))
+    })
+    request.once("timeout", () => request.destroy(new Error("timeout")))
+    request.once("error", (error) => done(0, `request error: ${error.message}`))
+    request.end(body)
+  })
+
+/** Open-loop sender: `rate` events per second for `seconds`, however slowly the server answers. */
+const sendPaced = async (agent: Agent, baseUrl: string, rate: number, seconds: number): Promise<ReadonlyArray<Ack>> => {
+  const total = Math.round(rate * seconds)
+  const pending: Array<Promise<Ack>> = []
+  const started = performance.now()
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate))
+      while (pending.length < due) pending.push(postEvent(agent, baseUrl))
+      if (pending.length >= total) {
+        clearInterval(timer)
+        resolve()
+      }
+    }, 1)
+  })
+  return Promise.all(pending)
+}
+
+/** Closed-loop sender: `count` events through `concurrency` parallel keep-alive connections. */
+const sendBurst = async (agent: Agent, baseUrl: string, count: number, concurrency: number): Promise<ReadonlyArray<Ack>> => {
+  const acks: Array<Ack> = []
+  let issued = 0
+  const worker = async () => {
+    while (issued < count) {
+      issued += 1
+      acks.push(await postEvent(agent, baseUrl))
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return acks
+}
+
+const acceptedIds = (acks: ReadonlyArray<Ack>) =>
+  acks.flatMap((ack) => (ack.status === 200 && ack.bodyStatus === "accepted" && ack.eventId !== undefined ? [ack.eventId] : []))
+
+/** Waits until the sink has every id, or the timeout; returns performance.now() of the last arrival seen. */
+const drain = async (sink: Sink, ids: ReadonlyArray<string>, timeoutMs: number) => {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline && ids.some((id) => !sink.arrivals.has(id))) await sleep(20)
+  return ids.filter((id) => sink.arrivals.has(id)).length
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+
+const sorted = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
+
+const describeAcks = (acks: ReadonlyArray<Ack>) => {
+  const counts = new Map<string, number>()
+  for (const ack of acks) counts.set(`${ack.status} ${ack.bodyStatus}`, (counts.get(`${ack.status} ${ack.bodyStatus}`) ?? 0) + 1)
+  return describeAnswers(counts)
+}
+
+interface DeliveryMeasurement {
+  readonly store: string
+  readonly sent: number
+  readonly acknowledged: number
+  readonly delivered: number
+  readonly duplicates: number
+  readonly ackP50: number
+  readonly ackP99: number
+  readonly e2eP50: number
+  readonly e2eP99: number
+  readonly e2eMax: number
+  /** Deliveries per second at the sink, seconds 2–9 of the paced run. */
+  readonly steadyRate: number
+  readonly burstAcknowledged: number
+  readonly burstDelivered: number
+  readonly burstSeconds: number
+  readonly peakRssKiB: number | undefined
+}
+
+const runDelivery = async (store: string, storeUrl: string, directory: string): Promise<DeliveryMeasurement | undefined> => {
+  const label = `kyc-relay delivery on ${store}`
+  const sink = await startSink()
+  cleanups.push(sink.close)
+  const extra = [
+    "plugins:",
+    "  sink:",
+    "    use: webhook",
+    `    url: http://${HOST}:${sink.port}${SINK_PATH}`,
+    "    concurrency: 8",
+    "routes:",
+    "  - to: sink",
+    "dispatch:",
+    "  poll_interval: 200ms"
+  ]
+  const server = productTarget(label, store, storeUrl, directory, extra, `delivery-${store.toLowerCase()}`).start(await freePort())
+  cleanups.push(() => stopServer(server))
+  try {
+    await waitReady(server)
+  } catch (error) {
+    warn(`${label}: ${(error as Error).message}; skipped. Last server output:\n${server.output().tail}`)
+    await stopServer(server)
+    return undefined
+  }
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 })
+  cleanups.push(async () => agent.destroy())
+
+  note(`${label}: ready at ${server.url} (pid ${server.child.pid}), sink on port ${sink.port}; warm-up ${DELIVERY_WARMUP_SECONDS} s at ${DELIVERY_RATE}/s`)
+  const warmupIds = acceptedIds(await sendPaced(agent, server.url, DELIVERY_RATE, DELIVERY_WARMUP_SECONDS))
+  await drain(sink, warmupIds, DRAIN_TIMEOUT_MS)
+
+  note(`${label}: ${DELIVERY_RATE} events/s for ${DELIVERY_SECONDS} s`)
+  const pacedStarted = performance.now()
+  const acks = await sendPaced(agent, server.url, DELIVERY_RATE, DELIVERY_SECONDS)
+  const ids = acceptedIds(acks)
+  const delivered = await drain(sink, ids, DRAIN_TIMEOUT_MS)
+  const starts = new Map(acks.flatMap((ack) => (ack.eventId === undefined ? [] : [[ack.eventId, ack.start] as const])))
+  const e2e = sorted(ids.flatMap((id) => {
+    const arrived = sink.arrivals.get(id)
+    return arrived === undefined ? [] : [arrived - starts.get(id)!]
+  }))
+  const ackTimes = sorted(acks.filter((ack) => ack.status === 200).map((ack) => ack.ackMs))
+  const steadyFrom = pacedStarted + 2_000
+  const steadyTo = pacedStarted + 9_000
+  const steadyCount = ids.filter((id) => {
+    const arrived = sink.arrivals.get(id)
+    return arrived !== undefined && arrived >= steadyFrom && arrived < steadyTo
+  }).length
+  if (acks.length !== ids.length) warn(`${label}, paced run: not every request was accepted: ${describeAcks(acks)}`)
+  if (delivered < ids.length) {
+    warn(`DELIVERIES MISSING (${label}, paced run): ${ids.length - delivered} of ${ids.length} acknowledged events not at the sink ${DRAIN_TIMEOUT_MS / 1000} s after the last send`)
+  }
+
+  note(`${label}: burst of ${BURST_EVENTS} events, ${BURST_CONCURRENCY} connections`)
+  const burstStarted = performance.now()
+  const burstAcks = await sendBurst(agent, server.url, BURST_EVENTS, BURST_CONCURRENCY)
+  const burstIds = acceptedIds(burstAcks)
+  const burstDelivered = await drain(sink, burstIds, BURST_TIMEOUT_MS)
+  const lastArrival = Math.max(...burstIds.map((id) => sink.arrivals.get(id) ?? Number.NEGATIVE_INFINITY))
+  if (burstAcks.length !== burstIds.length) warn(`${label}, burst: not every request was accepted: ${describeAcks(burstAcks)}`)
+  if (burstDelivered < burstIds.length) {
+    warn(`DELIVERIES MISSING (${label}, burst): ${burstIds.length - burstDelivered} of ${burstIds.length} acknowledged events not at the sink within ${BURST_TIMEOUT_MS / 1000} s`)
+  }
+  if (sink.duplicates() > 0) warn(`${label}: the sink received ${sink.duplicates()} duplicate deliveries`)
+
+  const rss = peakRssKiB(server.child.pid)
+  const crashed = server.exitInfo()
+  if (crashed !== undefined) warn(`${label}: the server exited during the run (${crashed})`)
+  agent.destroy()
+  await stopServer(server)
+  await sink.close()
+  const { lines, tail } = server.output()
+  if (lines > 0) note(`${label}: server wrote ${lines} log line(s); last ones:\n${tail}`)
+
+  return {
+    store,
+    sent: acks.length,
+    acknowledged: ids.length,
+    delivered,
+    duplicates: sink.duplicates(),
+    ackP50: percentile(ackTimes, 50),
+    ackP99: percentile(ackTimes, 99),
+    e2eP50: percentile(e2e, 50),
+    e2eP99: percentile(e2e, 99),
+    e2eMax: e2e.length === 0 ? Number.NaN : e2e[e2e.length - 1]!,
+    steadyRate: steadyCount / ((steadyTo - steadyFrom) / 1000),
+    burstAcknowledged: burstIds.length,
+    burstDelivered,
+    burstSeconds: (lastArrival - burstStarted) / 1000,
+    peakRssKiB: rss
+  }
+}
+
+const deliveryReport = (rows: ReadonlyArray<DeliveryMeasurement>): ReadonlyArray<string> => {
+  if (rows.length === 0) return []
+  const f1 = (value: number) => (Number.isFinite(value) ? value.toFixed(1) : "n/a")
+  return [
+    "",
+    row([
+      "Store", "Sent", "Acked", "Delivered", "Ack p50 ms", "Ack p99 ms", "E2E p50 ms", "E2E p99 ms", "E2E max ms",
+      "Steady deliveries/s", `Burst ${BURST_EVENTS}: delivered`, "Burst s", "Burst deliveries/s", "Peak RSS MiB"
+    ]),
+    row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ...rows.map((m) =>
+      row([
+        m.store,
+        String(m.sent),
+        String(m.acknowledged),
+        String(m.delivered),
+        f1(m.ackP50),
+        f1(m.ackP99),
+        f1(m.e2eP50),
+        f1(m.e2eP99),
+        f1(m.e2eMax),
+        m.steadyRate.toFixed(0),
+        `${m.burstDelivered}/${m.burstAcknowledged}`,
+        m.burstSeconds.toFixed(2),
+        m.burstSeconds > 0 ? (m.burstDelivered / m.burstSeconds).toFixed(0) : "n/a",
+        mib(m.peakRssKiB)
+      ])
+    ),
+    "",
+    `Delivery: kyc-relay with one \`webhook\` instance (concurrency 8, poll_interval 200ms) routed every event to a node:http sink in this process; ` +
+      `${DELIVERY_WARMUP_SECONDS} s warm-up, then unique signed events at a fixed ${DELIVERY_RATE}/s for ${DELIVERY_SECONDS} s (open loop, keep-alive); ` +
+      `E2E = sink arrival − send start per \`${EVENT_ID_HEADER}\`, drained ≤ ${DRAIN_TIMEOUT_MS / 1000} s; steady = sink arrivals in seconds 2–9; ` +
+      `burst = ${BURST_EVENTS} events over ${BURST_CONCURRENCY} connections, first send → last delivery. Peak RSS: VmHWM of the server after both phases.`
+  ]
+}
+
 // ---------------------------------------------------------------------------------------------- output
 
 const mib = (kib: number | undefined) => (kib === undefined ? "n/a" : (kib / 1024).toFixed(0))
@@ -597,7 +902,8 @@ const printReport = (
   settings: Settings,
   measurements: ReadonlyArray<Measurement>,
   checks: ReadonlyArray<StoreCheck>,
-  pgVersion: string | undefined
+  pgVersion: string | undefined,
+  deliveries: ReadonlyArray<DeliveryMeasurement>
 ) => {
   const baselines = measurements.filter((m) => !m.product)
   const baselineRate = baselines.length === 0 ? 0 : baselines.reduce((sum, m) => sum + rate(m), 0) / baselines.length
@@ -633,6 +939,7 @@ const printReport = (
     )
   }
   lines.push(...skipped, ...driftNote(baselines))
+  lines.push(...deliveryReport(deliveries))
   if (warnings.length > 0) lines.push("", "WARNINGS:", ...warnings.map((w) => `- ${w}`))
   console.log(lines.join("\n"))
 }
@@ -693,7 +1000,21 @@ const main = async () => {
 
   keep(await runTarget(baselineTarget("baseline, run 2"), settings))
 
-  printReport(settings, measurements, checks, pgVersion)
+  const deliveries: Array<DeliveryMeasurement> = []
+  const delivery = await runDelivery("SQLite", `sqlite:${join(directory, "delivery.db")}`, directory)
+  if (delivery !== undefined) deliveries.push(delivery)
+  if (pgVersion !== undefined) {
+    const database = `kyc_relay_bench_delivery_${randomBytes(4).toString("hex")}`
+    await psql(PG.adminDatabase, `CREATE DATABASE ${database}`)
+    cleanups.push(async () => {
+      await psql(PG.adminDatabase, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+      note(`dropped database ${database}`)
+    })
+    const pg = await runDelivery("PostgreSQL", `postgres://${PG.user}@${PG.host}:${PG.port}/${database}`, directory)
+    if (pg !== undefined) deliveries.push(pg)
+  }
+
+  printReport(settings, measurements, checks, pgVersion, deliveries)
 }
 
 const interrupted = (signal: NodeJS.Signals) => {
