@@ -1,14 +1,13 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Either, Schema } from "effect"
+import { Console, Effect, Either } from "effect"
 import { layer as settingsLayer, Settings } from "../config/ConfigFile.js"
 import { explain, statusOf, subStatusOf } from "../dispatch/Router.js"
 import { snapshotOf, targetsFor } from "../dispatch/Rules.js"
-import { CashfreeEvent } from "../domain/Event.js"
+import { decodeEventJson } from "../domain/Event.js"
 import { issuesOf, pathText } from "../domain/Issues.js"
 import { configOption } from "./Shared.js"
 import { loadPayload } from "./Send.js"
 
-const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(CashfreeEvent), { errors: "all" })
 
 const test = Command.make(
   "test",
@@ -20,7 +19,7 @@ const test = Command.make(
   ({ config, stale, target }) =>
     Effect.gen(function*() {
       const loaded = yield* Settings
-      const decoded = decodeEvent(yield* loadPayload(target))
+      const decoded = decodeEventJson(yield* loadPayload(target))
       if (Either.isLeft(decoded)) {
         const problems = issuesOf(decoded.left).map((issue) => `  ${pathText(issue.path)}: ${issue.message}`)
         return yield* Console.log(["would be quarantined (no deliveries):", ...problems].join("\n"))

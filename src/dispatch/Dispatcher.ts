@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type Loaded, Settings } from "../config/ConfigFile.js"
 import { RetryOverrides } from "../config/RelayConfig.js"
-import { CashfreeEvent } from "../domain/Event.js"
+import { decodeEventJson } from "../domain/Event.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
@@ -15,7 +15,6 @@ import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
 import { Wakeup } from "./Wakeup.js"
 
-const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(CashfreeEvent))
 const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 
 const iso = (millis: number) => DateTime.formatIso(DateTime.unsafeMake(millis))
@@ -44,7 +43,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const found = yield* events.forDelivery(row.event_id)
         const decoded = found === undefined
           ? Either.left(new Permanent({ message: `event ${row.event_id} is not in the store` }))
-          : Either.mapLeft(decodeEvent(found.body), () => new Permanent({ message: "the stored event no longer decodes" }))
+          : Either.mapLeft(decodeEventJson(found.body), () => new Permanent({ message: "the stored event no longer decodes" }))
         if (Either.isLeft(decoded)) return yield* decoded.left
         const event = decoded.right
         const current = yield* verifications.get(event.data.verification_id)
@@ -154,7 +153,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
               )
             )
             yield* Effect.forever(step)
-          }).pipe(Effect.scoped, Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
+          }).pipe(Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
 
         for (const [name, reason] of loaded.disabled) {
           yield* Effect.logWarning(`plugin instance ${name} is disabled: ${reason}; routes to it deliver nothing`)

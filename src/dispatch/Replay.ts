@@ -1,12 +1,11 @@
 import { SqlClient } from "@effect/sql"
-import { Clock, DateTime, Effect, Either, Schema } from "effect"
-import { CashfreeEvent } from "../domain/Event.js"
+import { Clock, DateTime, Effect, Either } from "effect"
+import { decodeEventJson } from "../domain/Event.js"
 import { deliveryRow } from "../ingest/Ingest.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { Events } from "../store/Events.js"
 import { Rules, targetsFor } from "./Rules.js"
 
-const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(CashfreeEvent))
 
 export interface Replayed {
   readonly events: number
@@ -37,7 +36,7 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
         let scheduled = 0
         let stillQuarantined = 0
         for (const { row, stale } of chosen) {
-          const decoded = decodeEvent(row.body)
+          const decoded = decodeEventJson(row.body)
           if (Either.isLeft(decoded)) {
             stillQuarantined++
             continue

@@ -179,5 +179,8 @@ export type CashfreeEvent = typeof CashfreeEvent.Type
 export type VkycEvent = Extract<CashfreeEvent, { readonly data: VkycData }>
 export type KycLinkEvent = Extract<CashfreeEvent, { readonly data: KycLinkData }>
 
+/** Decodes a stored or sample body (JSON text) into an event; errors list every failing field. */
+export const decodeEventJson = Schema.decodeUnknownEither(Schema.parseJson(CashfreeEvent), { errors: "all" })
+
 export const isKnownEventType = (value: unknown): value is EventType =>
   typeof value === "string" && (EVENT_TYPES as ReadonlyArray<string>).includes(value)

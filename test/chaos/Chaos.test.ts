@@ -11,7 +11,7 @@ import * as Sql from "../../src/store/Sql.js"
 import { fixture, repoRoot } from "../support/Fixtures.js"
 import { alive, kill, listening, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
-import { signedHeaders, tempPostgres, tempSqlite } from "../support/Relay.js"
+import { relayConfigYaml, signedHeaders, tempPostgres, tempSqlite } from "../support/Relay.js"
 
 /**
  * A Jepsen-style crash suite. A client posts signed webhooks (with duplicates and re-signed retries) to
@@ -56,14 +56,7 @@ const none = (offenders: ReadonlyArray<unknown>, what: string) =>
 const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1))
 
 const configYaml = (store: string, sinks: Readonly<Record<Instance, string>>) => `
-server:
-  host: 127.0.0.1
-  port: 0
-cashfree:
-  secrets: [${JSON.stringify(SECRET)}]
-store:
-  url: ${JSON.stringify(store)}
-plugins:
+${relayConfigYaml({ store, secrets: [SECRET] })}plugins:
 ${
   INSTANCES.map((name) =>
     [

@@ -9,7 +9,7 @@ import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { kill, listening, spawnCli, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
-import { post, signedHeaders, tempSqlite } from "../support/Relay.js"
+import { post, relayConfigYaml, signedHeaders, tempSqlite } from "../support/Relay.js"
 
 const SECRET = "crash-test-secret"
 const EVENTS = 30
@@ -34,14 +34,7 @@ describe("dispatch across a crash", () => {
       writeFileSync(
         config,
         `
-server:
-  host: 127.0.0.1
-  port: 0
-cashfree:
-  secrets: [${JSON.stringify(SECRET)}]
-store:
-  url: ${JSON.stringify(store)}
-plugins:
+${relayConfigYaml({ store, secrets: [SECRET] })}plugins:
   sink-a:
     use: webhook
     url: ${sink.url}/a

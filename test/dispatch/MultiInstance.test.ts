@@ -9,7 +9,7 @@ import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { listening, spawnCli, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
-import { post, signedHeaders, tempPostgres } from "../support/Relay.js"
+import { post, relayConfigYaml, signedHeaders, tempPostgres } from "../support/Relay.js"
 
 const SECRET = "multi-instance-secret"
 const EVENTS = 500
@@ -24,14 +24,7 @@ const uniqueEvent = (i: number) => {
 }
 
 const configYaml = (store: string, sinkUrl: string) => `
-server:
-  host: 127.0.0.1
-  port: 0
-cashfree:
-  secrets: [${JSON.stringify(SECRET)}]
-store:
-  url: ${JSON.stringify(store)}
-plugins:
+${relayConfigYaml({ store, secrets: [SECRET] })}plugins:
 ${INSTANCES.map((name) => `  ${name}:\n    use: webhook\n    url: ${sinkUrl}/${name}\n    concurrency: 4\n    timeout: 10s`).join("\n")}
 routes:
   - match: { event_type: "*" }
