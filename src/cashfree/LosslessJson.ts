@@ -48,6 +48,8 @@ export const parse = (text: string): Either.Either<LosslessJson, JsonSyntaxError
     throw new JsonSyntaxError({ message: `${message} at position ${pos}`, position: pos })
   }
   const skip = () => {
+    const c = text.charCodeAt(pos)
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return
     WHITESPACE.lastIndex = pos
     WHITESPACE.exec(text)
     pos = WHITESPACE.lastIndex
@@ -58,11 +60,14 @@ export const parse = (text: string): Either.Either<LosslessJson, JsonSyntaxError
   }
   const string = (): string => {
     const start = pos
+    // Most strings have no escapes and no control characters: those are sliced, the others left to JSON.parse.
+    let plain = true
     pos++
     while (pos < text.length) {
       const c = text.charCodeAt(pos)
       if (c === 0x22) {
         pos++
+        if (plain) return text.slice(start + 1, pos - 1)
         try {
           return JSON.parse(text.slice(start, pos)) as string
         } catch {
@@ -70,6 +75,7 @@ export const parse = (text: string): Either.Either<LosslessJson, JsonSyntaxError
           return fail("Invalid string")
         }
       }
+      if (c === 0x5c || c < 0x20) plain = false
       pos += c === 0x5c ? 2 : 1
     }
     return fail("Unterminated string")

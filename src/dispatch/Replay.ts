@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, DateTime, Effect, Either } from "effect"
 import { decodeEventJson } from "../domain/Event.js"
-import { deliveryRow } from "../ingest/Ingest.js"
+import { deliveryRow } from "../ingest/Plan.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { Events } from "../store/Events.js"
 import { Rules, targetsFor } from "./Rules.js"

@@ -131,7 +131,7 @@ export const layer = Layer.scoped(
           return
         }
         readBody(req, limit, (reply) => answer(res, reply, started, true), (body) => {
-          run(webhook.handle({ headers: req.headers, body })).then(
+          webhook.handle({ headers: req.headers, body }).then(
             (reply) => answer(res, reply, started),
             (error) => {
               internalError(error)

@@ -11,6 +11,13 @@ export type StoreKind = "sqlite" | "postgres"
 
 export const storeKind = (url: string): StoreKind => (url.startsWith("sqlite:") ? "sqlite" : "postgres")
 
+/** The database file of a SQLite store URL; undefined for PostgreSQL and for in-memory SQLite, which a second connection cannot share. */
+export const sqliteFile = (url: string): string | undefined => {
+  if (storeKind(url) !== "sqlite") return undefined
+  const filename = url.slice("sqlite:".length)
+  return filename === ":memory:" || filename.startsWith("file::memory:") ? undefined : filename
+}
+
 /** The store URL with any password removed, for logs and `check-config`. */
 export const describeStore = (url: string): string =>
   storeKind(url) === "sqlite" ? url : url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, (_, user) => `//${user}${user ? ":***@" : ""}`)

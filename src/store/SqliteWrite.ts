@@ -1,0 +1,85 @@
+import Database from "better-sqlite3"
+import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "../ingest/Apply.js"
+import type { VerificationState } from "../domain/Lifecycle.js"
+import type { Stored } from "./Events.js"
+import { storable } from "./Storable.js"
+import { FORWARD_ONLY, toRow, toState, type VerificationRow } from "./VerificationRow.js"
+
+/** What a committed batch tells the service: each webhook's answer, and the deliveries to announce. */
+export interface Committed {
+  readonly stored: ReadonlyArray<Stored>
+  readonly woken: ReadonlyArray<readonly [instance: string, count: number]>
+  readonly unrouted: number
+}
+
+const columns = (names: ReadonlyArray<string>) => ({
+  list: names.join(", "),
+  params: names.map((name) => `@${name}`).join(", ")
+})
+
+const EVENT = columns([
+  "id", "dedupe_key", "status", "event_type", "verification_id", "event_status", "event_sub_status", "event_time",
+  "received_at", "scheme", "secret_index", "webhook_attempt", "webhook_version", "webhook_timestamp",
+  "idempotency_key", "body", "problems"
+])
+const VERIFICATION = columns([
+  "verification_id", "event_id", "event_type", "status", "sub_status", "event_time", "rank", "terminal", "updated_at"
+])
+const DELIVERY = columns([
+  "id", "event_id", "instance", "route", "params", "retry", "state", "attempts", "next_attempt_at", "lease_owner",
+  "lease_until", "last_error", "created_at", "updated_at"
+])
+
+/**
+ * The ingest transaction on SQLite with prepared statements on a connection of its own, run by the writer
+ * thread (see SqliteWriter). The steps are those of the generic store's transaction in src/ingest/Ingest.ts.
+ */
+export const openSqliteWrite = (filename: string) => {
+  const db = new Database(filename)
+  db.pragma("journal_mode = WAL")
+  // Every commit reaches the disk before the webhooks in it are answered.
+  db.pragma("synchronous = FULL")
+  db.pragma("busy_timeout = 5000")
+
+  const insertEvent = db.prepare(
+    `INSERT INTO events (${EVENT.list}) VALUES (${EVENT.params}) ON CONFLICT (dedupe_key) DO NOTHING`
+  )
+  const storedId = db.prepare<[string], { id: string }>("SELECT id FROM events WHERE dedupe_key = ?")
+  const readState = db.prepare<[string], VerificationRow>("SELECT * FROM verifications WHERE verification_id = ?")
+  const saveState = db.prepare<[ReturnType<typeof toRow>], { verification_id: string }>(
+    `INSERT INTO verifications (${VERIFICATION.list}) VALUES (${VERIFICATION.params}) ${FORWARD_ONLY} RETURNING verification_id`
+  )
+  const markStale = db.prepare<[string]>("UPDATE events SET stale = 1 WHERE id = ?")
+  const insertDelivery = db.prepare(
+    `INSERT INTO deliveries (${DELIVERY.list}) VALUES (${DELIVERY.params}) ON CONFLICT (event_id, instance) DO NOTHING`
+  )
+
+  const write = db.transaction((batch: ReadonlyArray<Arrival>, now: string): Committed => {
+    const duplicate = batch.map(({ row }) => insertEvent.run(row).changes === 0)
+    const stored = batch.map(({ row }, i): Stored =>
+      duplicate[i] ? { eventId: storedId.get(row.dedupe_key)!.id, duplicate: true } : { eventId: row.id, duplicate: false }
+    )
+    const fresh = freshOf(batch, duplicate)
+    if (fresh.length === 0) return { stored, woken: [], unrouted: 0 }
+
+    const states = new Map<string, VerificationState>()
+    for (const id of new Set(fresh.map(({ tracked }) => tracked.verificationId))) {
+      const row = readState.get(storable(id))
+      if (row !== undefined) states.set(id, toState(row))
+    }
+    const { changed, decided } = applyLifecycle(fresh, states)
+    const written = new Set<string>()
+    for (const [id, state] of changed) {
+      if (saveState.get(toRow(id, state, now)) !== undefined) written.add(id)
+    }
+    const planned = planDeliveries(decided, written)
+    for (const id of planned.staleIds) markStale.run(id)
+    for (const delivery of planned.deliveries) insertDelivery.run(delivery)
+    return { stored, woken: [...planned.woken], unrouted: planned.unrouted }
+  })
+
+  return {
+    commit: (batch: ReadonlyArray<Arrival>, now: string) => write.immediate(batch, now),
+    close: () => db.close()
+  }
+}
