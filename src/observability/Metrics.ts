@@ -55,6 +55,17 @@ export class Metrics extends Effect.Service<Metrics>()("kyc-relay/Metrics", {
       buckets: DELIVERY_BUCKETS,
       registers
     })
+    // One lookup per webhook instead of prom-client's label hashing on every request.
+    const series = new Map<string, { readonly count: ReturnType<typeof webhooks.labels>; readonly latency: ReturnType<typeof ingestSeconds.labels> }>()
+    const webhookSeries = (outcome: WebhookOutcome, reason: string) => {
+      const key = `${outcome}\u0000${reason}`
+      let found = series.get(key)
+      if (found === undefined) {
+        found = { count: webhooks.labels({ outcome, reason }), latency: ingestSeconds.labels({ outcome }) }
+        series.set(key, found)
+      }
+      return found
+    }
     // Both gauges are collected in one scrape; they share one query.
     let inFlight: Promise<ReadonlyArray<QueueStats>> | undefined
     const readStats = () =>
@@ -87,8 +98,9 @@ export class Metrics extends Effect.Service<Metrics>()("kyc-relay/Metrics", {
 
     return {
       webhook: (outcome: WebhookOutcome, reason: string, seconds: number) => {
-        webhooks.inc({ outcome, reason })
-        ingestSeconds.observe({ outcome }, seconds)
+        const { count, latency } = webhookSeries(outcome, reason)
+        count.inc()
+        latency.observe(seconds)
       },
       attempt: (instance: string, result: string, state: "pending" | "done" | "dead", receivedAt: string | undefined) => {
         attempts.inc({ instance, result })
