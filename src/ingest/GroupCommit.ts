@@ -12,6 +12,8 @@ interface Waiting<A, B> {
 
 export interface GroupCommitOptions<A, B> {
   readonly maxBatch: number
+  /** Batches that may be committing at once (1 unless the store keeps them in order itself). */
+  readonly inFlight: number
   /** Writes a batch in one transaction; the results are in the batch's order. */
   readonly commit: (batch: ReadonlyArray<A>) => ReadonlyArray<B> | Promise<ReadonlyArray<B>>
   /** Called once per failed commit (of a single item, after a failed batch was split). */
@@ -33,6 +35,7 @@ export class GroupCommitClosed extends Error {
 export const groupCommit = <A, B>(options: GroupCommitOptions<A, B>): GroupCommit<A, B> => {
   let waiting: Array<Waiting<A, B>> = []
   let scheduled = false
+  let running = 0
   let closed = false
   let idle: (() => void) | undefined
 
@@ -54,20 +57,24 @@ export const groupCommit = <A, B>(options: GroupCommitOptions<A, B>): GroupCommi
   }
 
   const run = async () => {
+    scheduled = false
     const batch = waiting.length <= options.maxBatch ? waiting : waiting.slice(0, options.maxBatch)
     waiting = batch === waiting ? [] : waiting.slice(options.maxBatch)
+    running++
+    if (waiting.length > 0) schedule()
     try {
       await commitAndAnswer(batch)
     } finally {
-      scheduled = false
+      running--
       if (waiting.length > 0) schedule()
-      else idle?.()
+      else if (running === 0) idle?.()
     }
   }
 
   // Waiting one event-loop turn lets the loop read the requests already on their sockets first; otherwise
   // every transaction would hold one item and pay a whole fsync.
   const schedule = () => {
+    if (scheduled || running >= options.inFlight) return
     scheduled = true
     setImmediate(run)
   }
@@ -77,11 +84,11 @@ export const groupCommit = <A, B>(options: GroupCommitOptions<A, B>): GroupCommi
       new Promise<B>((resolve, reject) => {
         if (closed) return reject(new GroupCommitClosed())
         waiting.push({ item, resolve, reject })
-        if (!scheduled) schedule()
+        schedule()
       }),
     close: () => {
       closed = true
-      return !scheduled ? Promise.resolve() : new Promise<void>((resolve) => {
+      return running === 0 && waiting.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
         idle = resolve
       })
     }

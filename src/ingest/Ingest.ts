@@ -71,6 +71,8 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
 
     const writer = groupCommit<Received, Stored>({
       maxBatch: MAX_BATCH,
+      // The SQLite writer thread takes the next batch while the previous one is reaching the disk.
+      inFlight: file === undefined ? 1 : 2,
       commit: async (batch) => {
         const snapshot = runSync(rules.current)
         const now = DateTime.formatIso(DateTime.unsafeMake(Date.now()))

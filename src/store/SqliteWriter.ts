@@ -39,27 +39,24 @@ const startThread = (filename: string) =>
  * SQLite ingest commits on a thread of their own. better-sqlite3 is synchronous: on the event loop, every
  * commit and its fsync would stop the service from reading the next requests, so reading and committing
  * would take turns. On its own thread, the next batch fills while the previous one reaches the disk.
- * One batch at a time: the caller (GroupCommit) waits for each answer before sending the next batch.
+ * The thread commits batches in the order they come and answers each once it is on disk; the caller may send
+ * the next batch before the previous one is answered, so that the thread always has work.
  */
 export const startSqliteWriter = async (filename: string) => {
   const worker = startThread(filename)
-  let pending: { resolve: (reply: Reply) => void; reject: (error: Error) => void } | undefined
+  // Answers come back in the order the requests went out.
+  const pending: Array<{ readonly resolve: (reply: Reply) => void; readonly reject: (error: Error) => void }> = []
   let exited: Error | undefined
 
-  const next = () => new Promise<Reply>((resolve, reject) => {
-    if (exited !== undefined) return reject(exited)
-    pending = { resolve, reject }
-  })
-  worker.on("message", (reply: Reply) => {
-    const waiting = pending
-    pending = undefined
-    waiting?.resolve(reply)
-  })
+  const next = () =>
+    new Promise<Reply>((resolve, reject) => {
+      if (exited !== undefined) return reject(exited)
+      pending.push({ resolve, reject })
+    })
+  worker.on("message", (reply: Reply) => pending.shift()?.resolve(reply))
   const fail = (error: Error) => {
     exited ??= error
-    const waiting = pending
-    pending = undefined
-    waiting?.reject(error)
+    for (const waiting of pending.splice(0)) waiting.reject(error)
   }
   worker.on("error", (error) => fail(new SqliteWriteFailed(`the SQLite writer thread failed: ${error.message}`, undefined)))
   worker.on("exit", (code) => fail(new SqliteWriteFailed(`the SQLite writer thread stopped (exit code ${code})`, undefined)))
@@ -73,7 +70,7 @@ export const startSqliteWriter = async (filename: string) => {
   await next() // "ready", or the failure to open the database
   return {
     commit: async (batch: ReadonlyArray<Arrival>, now: string): Promise<Committed> => {
-      const reply = await send({ _tag: "commit", batch, now })
+      const reply = await send({ _tag: "commit", batch: JSON.stringify(batch), now })
       if (reply._tag === "failed") throw new SqliteWriteFailed(reply.message, reply.code)
       if (reply._tag !== "committed") throw new SqliteWriteFailed(`unexpected answer from the SQLite writer: ${reply._tag}`, undefined)
       return reply.committed

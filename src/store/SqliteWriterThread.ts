@@ -1,27 +1,70 @@
+import { closeSync, fsync, openSync } from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
 import type { Arrival } from "../ingest/Apply.js"
 import { openSqliteWrite } from "./SqliteWrite.js"
 
-/** The SQLite writer thread: one batch at a time in, its answers out. See SqliteWriter. */
+/** The SQLite writer thread: batches in, in order; each batch's answer out once it is on disk. See SqliteWriter. */
 
 export type Request =
-  | { readonly _tag: "commit"; readonly batch: ReadonlyArray<Arrival>; readonly now: string }
+  /** `batch` is the arrivals as JSON text: one string crosses threads several times faster than structured clones of the rows. */
+  | { readonly _tag: "commit"; readonly batch: string; readonly now: string }
   | { readonly _tag: "close" }
 
 const port = parentPort!
-const store = openSqliteWrite((workerData as { readonly filename: string }).filename)
+const { filename } = workerData as { readonly filename: string }
+const store = openSqliteWrite(filename)
+// openSqliteWrite has read the database, so its WAL file exists; an fsync through any descriptor flushes it.
+const wal = openSync(`${filename}-wal`, "r")
+
+let syncing: Promise<void> | undefined
+let queued: Promise<void> | undefined
+const fsyncWal = () => new Promise<void>((resolve, reject) => fsync(wal, (error) => (error === null ? resolve() : reject(error))))
+
+/** Resolves once every commit made before the call is on disk; one fsync covers every commit made before it started. */
+const durable = (): Promise<void> => {
+  if (syncing === undefined) {
+    syncing = fsyncWal().finally(() => {
+      syncing = undefined
+    })
+    return syncing
+  }
+  // The fsync under way may have started before this commit: wait for the next one.
+  queued ??= syncing.catch(() => undefined).then(() => {
+    queued = undefined
+    return durable()
+  })
+  return queued
+}
+
+/**
+ * Committed rows whose fsync failed may or may not be on disk, and a retry of such a webhook would be answered
+ * as a duplicate: the only safe course is to stop, as PostgreSQL does, and recover from what is on disk.
+ */
+const diskFailed = (error: unknown) => {
+  process.stderr.write(`kyc-relay: the disk did not confirm a write (${String(error)}); stopping to recover from what is on disk\n`)
+  process.exit(70)
+}
+
+// Replies leave in the order the batches came in: each waits for the previous one.
+let answered: Promise<void> = Promise.resolve()
 
 port.on("message", (request: Request) => {
   if (request._tag === "close") {
-    store.close()
-    port.close()
+    void answered.then(() => {
+      store.close()
+      closeSync(wal)
+      port.close()
+    })
     return
   }
+  let reply: unknown
   try {
-    port.postMessage({ _tag: "committed", committed: store.commit(request.batch, request.now) })
+    reply = { _tag: "committed", committed: store.commit(JSON.parse(request.batch) as ReadonlyArray<Arrival>, request.now) }
   } catch (error) {
     const { code, message } = error as { code?: unknown; message?: unknown }
-    port.postMessage({ _tag: "failed", message: String(message ?? error), code: typeof code === "string" ? code : undefined })
+    reply = { _tag: "failed", message: String(message ?? error), code: typeof code === "string" ? code : undefined }
   }
+  const synced = durable()
+  answered = answered.then(() => synced).then(() => port.postMessage(reply), diskFailed)
 })
 port.postMessage({ _tag: "ready" })
