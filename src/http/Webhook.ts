@@ -89,6 +89,8 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         : Either.right({ verified: verified.right, text, document: document.right })
     }
 
+    // The service's clock rather than Date.now(), so that tests can move time.
+    const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const debug = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel).ordinal <= LogLevel.Debug.ordinal
@@ -99,7 +101,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
      * per-request cost showed in the bench. Only the logs go through the runtime.
      */
     const handle = async (request: WebhookRequest): Promise<Reply> => {
-      const now = Date.now()
+      const now = clock.unsafeCurrentTimeMillis()
       const authenticated = authenticate(request, now)
       if (Either.isLeft(authenticated)) {
         log(Effect.logWarning("webhook rejected").pipe(

@@ -42,6 +42,8 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     const rules = yield* Rules
     const wakeup = yield* Wakeup
     const metrics = yield* Metrics
+    // The service's clock rather than Date.now(), so that tests can move time.
+    const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
     const runFork = Runtime.runFork(runtime)
@@ -75,7 +77,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       inFlight: file === undefined ? 1 : 2,
       commit: async (batch) => {
         const snapshot = runSync(rules.current)
-        const now = DateTime.formatIso(DateTime.unsafeMake(Date.now()))
+        const now = DateTime.formatIso(DateTime.unsafeMake(clock.unsafeCurrentTimeMillis()))
         const { stored, unrouted, woken } = await commit(batch.map(({ event, row }) => arrival(snapshot, row, event, now)), now)
         metrics.unrouted(unrouted)
         if (woken.length > 0) runFork(wakeup.notify(new Map(woken)))
