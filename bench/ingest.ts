@@ -8,7 +8,7 @@
  *
  * Prints a Markdown table on stdout; progress and warnings go to stderr.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process"
 import { createHmac, randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { Agent, createServer as createHttpServer, get, request as httpRequest, type Server as HttpServer } from "node:http"
@@ -32,7 +32,7 @@ const PG = { host: "127.0.0.1", port: 5432, user: "postgres", adminDatabase: "te
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const BASELINE_SCRIPT = fileURLToPath(new URL("./baseline.ts", import.meta.url))
-const PRODUCT_BIN = join(ROOT, "bin", "kyc-relay.js")
+const PRODUCT_ENTRY = join(ROOT, "dist", "src", "main.js")
 
 const execFileAsync = promisify(execFile)
 
@@ -432,6 +432,23 @@ const baselineTarget = (label: string): TargetSpec => ({
     }, port)
 })
 
+let productNodeOptions: ReadonlyArray<string> | undefined
+
+/**
+ * kyc-relay runs as `npm start` runs it: built first (`npm run build`, quick when nothing changed), then the
+ * compiled entry with the Node options of the start script. Once per bench run; returns those options.
+ */
+const buildProduct = (): ReadonlyArray<string> => {
+  if (productNodeOptions !== undefined) return productNodeOptions
+  const { scripts } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }
+  const start = /^node((?: --\S+)*) dist\/src\/main\.js serve$/.exec(scripts.start ?? "")
+  if (start === null) throw new Error(`package.json scripts.start is not "node [--option ...] dist/src/main.js serve": ${scripts.start}`)
+  note("npm run build")
+  execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: ["ignore", 2, 2] })
+  productNodeOptions = start[1]!.split(" ").filter((option) => option !== "")
+  return productNodeOptions
+}
+
 const productTarget = (
   label: string,
   store: string,
@@ -460,7 +477,7 @@ const productTarget = (
         ""
       ].join("\n")
     )
-    return startServer(label, [PRODUCT_BIN, "serve", "--config", config], {
+    return startServer(label, [...buildProduct(), PRODUCT_ENTRY, "serve", "--config", config], {
       CASHFREE_CLIENT_SECRET: SECRET,
       // Effect's level names (case-insensitive): "Warning" is refused at start-up, "Warn" is accepted.
       KYC_RELAY_LOG_LEVEL: "warning"

@@ -1,5 +1,6 @@
 import type { HttpClientError } from "@effect/platform"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, Effect, Option, Redacted, Schema } from "effect"
 import { classifyStatus, systemErrorCode } from "../../src/plugin/HttpOutcome.js"
 import type { DeliveryReceipt, PluginError } from "../../src/plugin/Plugin.js"

@@ -1,8 +1,7 @@
 import { Effect, ParseResult, Redacted, Schema } from "effect"
 import Mustache from "mustache"
-import { createTransport, type NodemailerError } from "nodemailer"
+import type { NodemailerError } from "nodemailer"
 import addressparser from "nodemailer/lib/addressparser"
-import SMTPTransport from "nodemailer/lib/smtp-transport"
 import type { CashfreeEvent } from "../../src/domain/Event.js"
 import { definePlugin, Permanent, Retryable } from "../../src/plugin/Plugin.js"
 import {
@@ -307,6 +306,10 @@ export const EmailPlugin = definePlugin({
   make: (settings, instance) =>
     Effect.gen(function*() {
       const endpoint = endpointOf(settings)
+      // nodemailer is loaded only once an email instance is configured (the settings need only addressparser).
+      const [{ createTransport }, { default: SMTPTransport }] = yield* Effect.promise(() =>
+        Promise.all([import("nodemailer"), import("nodemailer/lib/smtp-transport")])
+      )
       // One connection per message, no pool: a pool queues and resends on its own, out of the host's sight.
       const transport = yield* Effect.acquireRelease(
         Effect.sync(() =>

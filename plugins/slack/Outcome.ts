@@ -3,7 +3,7 @@ import {
   WebAPIPlatformError,
   WebAPIRateLimitedError,
   WebAPIRequestError
-} from "@slack/web-api"
+} from "@slack/web-api/dist/errors.js"
 import { Duration, Option } from "effect"
 import { classifyStatus } from "../../src/plugin/HttpOutcome.js"
 import { Permanent, RateLimited, Retryable, type PluginError } from "../../src/plugin/Plugin.js"

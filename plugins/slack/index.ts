@@ -1,5 +1,6 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { type FetchFunction, type Logger, LogLevel, WebClient } from "@slack/web-api"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type { FetchFunction, Logger } from "@slack/web-api"
 import { Clock, Effect, Option, Redacted, Schema } from "effect"
 import type { CashfreeEvent } from "../../src/domain/Event.js"
 import { definePlugin, Permanent, Retryable, type DeliveryReceipt, type PluginError } from "../../src/plugin/Plugin.js"
@@ -93,15 +94,15 @@ export const slackExample = {
   }
 } satisfies typeof Settings.Encoded
 
-const quietLogger: Logger = {
+const quietLogger = (level: ReturnType<Logger["getLevel"]>): Logger => ({
   debug: () => {},
   info: () => {},
   warn: () => {},
   error: () => {},
   setLevel: () => {},
-  getLevel: () => LogLevel.ERROR,
+  getLevel: () => level,
   setName: () => {}
-}
+})
 
 /**
  * The fetch the Slack client uses for one call: aborted when the host interrupts the call (its timeout, a
@@ -137,6 +138,9 @@ export const SlackPlugin = definePlugin({
   make: (settings) =>
     Effect.gen(function*() {
       const http = yield* HttpClient.HttpClient
+      // Loaded only when a Slack instance is configured.
+      const { LogLevel, WebClient } = yield* Effect.promise(() => import("@slack/web-api"))
+      const logger = quietLogger(LogLevel.ERROR)
       const viaWebApi = (token: string, channel: string, message: SlackMessage) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
@@ -147,7 +151,7 @@ export const SlackPlugin = definePlugin({
                 retryConfig: { retries: 0 },
                 rejectRateLimitedCalls: true,
                 timeout: CLIENT_TIMEOUT_MS,
-                logger: quietLogger,
+                logger,
                 fetch: fetchFor(signal, now)
               }).chat.postMessage({
                 channel,

@@ -1,4 +1,5 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, DateTime, Effect, Option, Schema } from "effect"
 import { classifyStatus, systemErrorCode } from "../../src/plugin/HttpOutcome.js"
 import { definePlugin, Retryable } from "../../src/plugin/Plugin.js"

@@ -1,5 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
-import { FetchHttpClient } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { Console, Effect, Either, Layer, Option } from "effect"
 import { ServeLive } from "../App.js"
 import { layer as settingsLayer, Settings } from "../config/ConfigFile.js"

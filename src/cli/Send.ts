@@ -1,4 +1,6 @@
-import { FileSystem, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Data, Effect, Either, type Redacted } from "effect"
 import { fileURLToPath } from "node:url"
 import { parse } from "../cashfree/LosslessJson.js"

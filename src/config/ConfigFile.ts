@@ -1,4 +1,4 @@
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Array as Arr, Config, Context, Data, Effect, Either, Layer, Option, type ParseResult, Schema } from "effect"
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node } from "yaml"
 import { issuesOf, pathText } from "../domain/Issues.js"

@@ -1,6 +1,7 @@
 import { Duration, Effect, Either, Schema } from "effect"
-import { resolve } from "node:path"
-import { pathToFileURL } from "node:url"
+import { statSync } from "node:fs"
+import { dirname, isAbsolute, join, relative, resolve } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { CrmPlugin } from "../../plugins/crm/index.js"
 import { EmailPlugin } from "../../plugins/email/index.js"
 import { LogPlugin } from "../../plugins/log/index.js"
@@ -35,6 +36,38 @@ const isPlugin = (value: unknown): value is Plugin =>
 
 const isPath = (use: string) => use.startsWith("./") || use.startsWith("../") || use.startsWith("/")
 
+const isTypeScript = (path: string) => /\.[cm]?ts$/.test(path)
+
+// Compiled, this module is dist/src/plugin/Registry.js, and dist/ mirrors the package's src/ and plugins/.
+// There, a TypeScript plugin is loaded from the build when the build has it, else transpiled by tsx, which
+// is loaded only then; run from the sources, whatever runs them (tsx, vitest) transpiles it too.
+const BUILD = isTypeScript(import.meta.url) ? undefined : fileURLToPath(new URL("../../", import.meta.url))
+
+/** The build's JavaScript for a TypeScript file of this package, when it is no older than the source. */
+const builtCopy = (build: string, file: string): string | undefined => {
+  const inPackage = relative(dirname(build), file)
+  if (inPackage.startsWith("..") || isAbsolute(inPackage)) return undefined
+  const copy = join(build, inPackage.replace(/ts$/, "js"))
+  try {
+    return statSync(copy).mtimeMs >= statSync(file).mtimeMs ? copy : undefined
+  } catch {
+    return undefined
+  }
+}
+
+let typeScriptLoader: Promise<unknown> | undefined
+const importTypeScript = (url: string) => {
+  typeScriptLoader ??= import("tsx/esm/api").then(({ register }) => register())
+  return typeScriptLoader.then(() => import(url))
+}
+
+const importPlugin = (use: string): Promise<Record<string, unknown>> => {
+  const file = resolve(use)
+  if (BUILD === undefined || !isTypeScript(file)) return import(pathToFileURL(file).href)
+  const copy = builtCopy(BUILD, file)
+  return copy === undefined ? importTypeScript(pathToFileURL(file).href) : import(pathToFileURL(copy).href)
+}
+
 /**
  * A built-in plugin by name, or a custom one from the module at a path (relative to the working directory)
  * that exports `plugin = definePlugin({...})`. The failure is a sentence for the configuration error.
@@ -49,7 +82,7 @@ export const resolvePlugin = (use: string): Effect.Effect<Plugin, string> => {
     )
   }
   return Effect.tryPromise({
-    try: () => import(pathToFileURL(resolve(use)).href) as Promise<Record<string, unknown>>,
+    try: () => importPlugin(use),
     catch: (error) => `cannot load ${use}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`
   }).pipe(
     Effect.flatMap((module) =>
