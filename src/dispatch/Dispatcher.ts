@@ -1,19 +1,44 @@
-import { HttpClient } from "@effect/platform"
-import { Cause, Clock, DateTime, Duration, Effect, Either, Exit, Random, Ref, Schedule, Schema, Scope } from "effect"
+import * as HttpClient from "@effect/platform/HttpClient"
+import { SqlClient, type SqlError } from "@effect/sql"
+import {
+  Cause,
+  Clock,
+  DateTime,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Queue,
+  Random,
+  Ref,
+  Schedule,
+  Schema,
+  Scope
+} from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type Loaded, Settings } from "../config/ConfigFile.js"
 import { RetryOverrides } from "../config/RelayConfig.js"
-import { decodeEventJson } from "../domain/Event.js"
+import { type CashfreeEvent, decodeEventJson } from "../domain/Event.js"
+import type { VerificationState } from "../domain/Lifecycle.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
-import { Deliveries, type DeliveryRow, type Finish } from "../store/Deliveries.js"
-import { Events } from "../store/Events.js"
+import { type ClaimedRow, Deliveries, type Finish } from "../store/Deliveries.js"
 import { Verifications } from "../store/Verifications.js"
 import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
 import { Wakeup } from "./Wakeup.js"
+
+/** Most deliveries one claim takes, and most an instance holds at once (unless it has more workers). */
+const MAX_CLAIM = 64
+
+/** Most jobs (attempts to record, claims to make) one transaction of the writer handles. */
+const MAX_WRITE = 256
+
+/** Least time (ms) between the starts of two SQLite commits of the dispatcher. */
+const SQLITE_COMMIT_SPACING = 10
 
 const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 
@@ -21,55 +46,191 @@ const iso = (millis: number) => DateTime.formatIso(DateTime.unsafeMake(millis))
 
 const describe = (error: PluginError) => `${error._tag}: ${error.message}`
 
+const nextMacrotask = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
+
+/** Real time, whatever the Clock says: the spacing of commits is about the disk, not the schedule. */
+const pause = (millis: number) =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/** A claimed delivery waiting for a worker, with its event decoded (or why it cannot be) and its verification's state. */
+interface Ready {
+  readonly row: ClaimedRow
+  readonly event: Either.Either<CashfreeEvent, Permanent>
+  readonly current: VerificationState | null
+  /** Past this time (epoch ms) too little of the lease is left to start the call: it is released instead. */
+  readonly startBy: number
+}
+
+/** What became of a recorded attempt: moved on, overtaken (another worker took the delivery over), or not written. */
+type Settled = "kept" | "lost" | "unrecorded"
+
+interface RecordJob {
+  readonly _tag: "Record"
+  readonly finish: Finish
+  readonly settled: (result: Settled) => Effect.Effect<void>
+}
+
+/** What a claim took, and how many it asked for: fewer than asked means nothing more is due now. */
+interface Claimed {
+  readonly asked: number
+  readonly rows: ReadonlyArray<ClaimedRow>
+}
+
+interface ClaimJob {
+  readonly _tag: "Claim"
+  readonly instance: string
+  readonly lease: number
+  /** How many to take, read when the claim runs: the room its instance has by then. */
+  readonly room: Effect.Effect<number>
+  readonly done: Deferred.Deferred<Claimed, SqlError.SqlError>
+}
+
+type Job = RecordJob | ClaimJob
+
 /**
- * Runs due deliveries. Each plugin instance has its own workers (its `concurrency`), so a slow or failing
- * destination only ever holds up itself. A worker claims one delivery at a time under a lease; a delivery
- * whose worker died is claimed again once the lease has run out.
+ * How many deliveries an instance holds at once (claimed and not yet attempted): one per worker, plus a buffer
+ * so that one claim takes many. Small enough that a buffered delivery starts within `startWithin` of its claim
+ * even if every call before it runs to its timeout.
+ */
+const holding = (concurrency: number, timeout: number, startWithin: number) =>
+  Math.max(concurrency, Math.min(MAX_CLAIM, concurrency * (1 + Math.floor(startWithin / timeout))))
+
+/**
+ * Runs due deliveries. Each plugin instance has its own claimer and workers (its `concurrency`), so a slow or
+ * failing destination only ever holds up itself. The claimer takes due deliveries in batches under a lease and
+ * hands them to the workers; a delivery whose process died is claimed again once its lease has run out.
+ *
+ * One writer fiber records the attempts: each transaction records every attempt finished since the last one
+ * (on SQLite it also makes the claims asked for meanwhile), so the store pays one commit, and on SQLite one
+ * fsync, for many deliveries.
  */
 export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatcher", {
   scoped: Effect.gen(function*() {
     const settings = yield* Settings
+    const sql = yield* SqlClient.SqlClient
     const deliveries = yield* Deliveries
-    const events = yield* Events
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
     const metrics = yield* Metrics
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
+    const jobs = yield* Queue.unbounded<Job>()
 
-    const attemptDelivery = (spec: InstanceSpec, instance: PluginInstance, row: DeliveryRow) =>
+    // ------------------------------------------------------------------------------------------ the writer
+
+    const claimNow = (instance: string, room: Effect.Effect<number>, lease: number) =>
       Effect.gen(function*() {
-        const found = yield* events.forDelivery(row.event_id)
-        const decoded = found === undefined
-          ? Either.left(new Permanent({ message: `event ${row.event_id} is not in the store` }))
-          : Either.mapLeft(decodeEventJson(found.body), () => new Permanent({ message: "the stored event no longer decodes" }))
-        if (Either.isLeft(decoded)) return yield* decoded.left
-        const event = decoded.right
-        const current = yield* verifications.get(event.data.verification_id)
-        return yield* instance.handle(event, {
-          deliveryId: row.id,
-          eventId: row.event_id,
-          instance: spec.name,
-          attempt: row.attempts,
-          idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
-          params: JSON.parse(row.params) as Record<string, unknown>,
-          lifecycle: { stale: found!.stale, current }
-        }).pipe(
-          Effect.timeoutFail({
-            duration: spec.timeout,
-            onTimeout: () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })
-          }),
-          Effect.catchAllDefect((defect) =>
-            Effect.fail(new Retryable({ message: `the plugin failed unexpectedly: ${Cause.pretty(Cause.die(defect)).split("\n")[0]}` }))
-          )
-        )
+        const asked = yield* room
+        const now = yield* Clock.currentTimeMillis
+        const rows = asked === 0 ? [] : yield* deliveries.claim(instance, owner, iso(now), iso(now + lease), asked)
+        return { asked, rows } satisfies Claimed
       })
 
-    const runDelivery = (spec: InstanceSpec, instance: PluginInstance, row: DeliveryRow) =>
+    const commit = (batch: ReadonlyArray<Job>): Effect.Effect<void> =>
       Effect.gen(function*() {
+        const records = batch.filter((job): job is RecordJob => job._tag === "Record")
+        const claims = batch.filter((job): job is ClaimJob => job._tag === "Claim")
+        const exit = yield* Effect.exit(
+          Effect.all([
+            deliveries.record(records.map((job) => job.finish)),
+            Effect.forEach(claims, (job) => claimNow(job.instance, job.room, job.lease))
+          ]).pipe(sql.withTransaction)
+        )
+        // One job the store refuses must not fail the others.
+        if (Exit.isFailure(exit) && batch.length > 1) return yield* Effect.forEach(batch, (job) => commit([job]), { discard: true })
+        if (Exit.isFailure(exit)) yield* Effect.logError("Dispatcher: a write to the store failed", exit.cause)
+        yield* Effect.forEach(claims, (job, i) => Deferred.done(job.done, Exit.map(exit, ([, claimed]) => claimed[i]!)))
+        yield* Effect.forEach(records, (job) =>
+          job.settled(
+            Exit.isFailure(exit) ? "unrecorded" : exit.value[0].has(job.finish.deliveryId) ? "kept" : "lost"
+          ))
+      })
+
+    // On SQLite every commit holds the event loop for its fsync: commits are spaced out so that each carries more,
+    // and claims ride along with the recorded attempts. PostgreSQL commits in its own processes: claims run at
+    // once, each on its own connection, and the writer commits as soon as anything waits.
+    const spacing = sql.onDialectOrElse({ sqlite: () => SQLITE_COMMIT_SPACING, orElse: () => 0 })
+    let lastCommit = 0
+    const writeBatch = Effect.gen(function*() {
+      const first = yield* Queue.take(jobs)
+      // Let the event loop deliver the answers already waiting before committing, so that they share the commit.
+      const wait = lastCommit + spacing - performance.now()
+      yield* wait > 0 ? pause(wait) : nextMacrotask
+      lastCommit = performance.now()
+      yield* commit([first, ...(yield* Queue.takeUpTo(jobs, MAX_WRITE - 1))])
+    })
+    yield* Effect.forkScoped(Effect.forever(writeBatch.pipe(
+      Effect.catchAllCause((cause) => Effect.logError("Dispatcher: the writer failed", cause))
+    )))
+
+    /** Claims as many due deliveries of `instance` as `room` says, for `lease` milliseconds. */
+    const claim = sql.onDialectOrElse({
+      sqlite: () => (instance: string, room: Effect.Effect<number>, lease: number) =>
+        Effect.gen(function*() {
+          const done = yield* Deferred.make<Claimed, SqlError.SqlError>()
+          yield* Queue.offer(jobs, { _tag: "Claim", instance, room, lease, done })
+          return yield* Deferred.await(done)
+        }),
+      orElse: () => claimNow
+    })
+
+    // ------------------------------------------------------------------------------------------ one delivery
+
+    const decodeStored = (row: ClaimedRow): Either.Either<CashfreeEvent, Permanent> =>
+      row.body === null
+        ? Either.left(new Permanent({ message: `event ${row.event_id} is not in the store` }))
+        : Either.mapLeft(decodeEventJson(row.body), () => new Permanent({ message: "the stored event no longer decodes" }))
+
+    /** Decodes a claimed batch and reads the verifications' states in one query. */
+    const prepare = (rows: ReadonlyArray<ClaimedRow>, lease: number, startWithin: number) =>
+      Effect.gen(function*() {
+        const decoded = rows.map(decodeStored)
+        const ids = new Set(decoded.flatMap((event) => Either.isRight(event) ? [event.right.data.verification_id] : []))
+        const states = yield* verifications.getMany([...ids])
+        return rows.map((row, i): Ready => {
+          const event = decoded[i]!
+          return {
+            row,
+            event,
+            current: Either.isRight(event) ? states.get(event.right.data.verification_id) ?? null : null,
+            startBy: Date.parse(row.lease_until!) - lease + startWithin
+          }
+        })
+      })
+
+    const call = (spec: InstanceSpec, instance: PluginInstance, { current, row }: Ready, event: CashfreeEvent) =>
+      instance.handle(event, {
+        deliveryId: row.id,
+        eventId: row.event_id,
+        instance: spec.name,
+        attempt: row.attempts,
+        idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
+        params: JSON.parse(row.params) as Record<string, unknown>,
+        lifecycle: { stale: row.stale, current }
+      }).pipe(
+        Effect.timeoutFail({
+          duration: spec.timeout,
+          onTimeout: () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })
+        }),
+        Effect.catchAllDefect((defect) =>
+          Effect.fail(new Retryable({ message: `the plugin failed unexpectedly: ${Cause.pretty(Cause.die(defect)).split("\n")[0]}` }))
+        )
+      )
+
+    /** Makes one attempt and decides what follows: done, a retry at a later time, or a dead letter. */
+    const attempt = (spec: InstanceSpec, instance: PluginInstance, ready: Ready) =>
+      Effect.gen(function*() {
+        const { row } = ready
         const startedAt = iso(yield* Clock.currentTimeMillis)
-        const outcome = yield* Effect.either(attemptDelivery(spec, instance, row))
+        const outcome = yield* Effect.either(
+          Either.isLeft(ready.event) ? Effect.fail(ready.event.left) : call(spec, instance, ready, ready.event.right)
+        )
         const now = yield* Clock.currentTimeMillis
         const base = {
           deliveryId: row.id,
@@ -79,27 +240,33 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           startedAt,
           finishedAt: iso(now)
         }
-        let finish: Finish
         if (Either.isRight(outcome)) {
-          finish = { ...base, outcome: "done", state: "done", error: null, remoteId: outcome.right.remoteId ?? null, nextAttemptAt: null }
-        } else {
-          const error = outcome.left
-          const { retry } = yield* rules.current
-          const policy = withOverrides(retry, row.retry === null ? undefined : decodeRetry(row.retry))
-          const decision = decide(policy, row.attempts, error, Date.parse(row.created_at), now, yield* Random.next)
-          finish = {
-            ...base,
-            outcome: error._tag,
-            error: decision._tag === "Dead" ? decision.reason : describe(error),
-            remoteId: null,
-            state: decision._tag === "Dead" ? "dead" : "pending",
-            nextAttemptAt: decision._tag === "Retry" ? iso(decision.at) : null
-          }
+          const remoteId = outcome.right.remoteId ?? null
+          return { ...base, outcome: "done", state: "done", error: null, remoteId, nextAttemptAt: null } satisfies Finish
         }
-        const kept = yield* deliveries.finish(finish)
+        const error = outcome.left
+        const { retry } = yield* rules.current
+        const policy = withOverrides(retry, row.retry === null ? undefined : decodeRetry(row.retry))
+        const decision = decide(policy, row.attempts, error, Date.parse(row.created_at), now, yield* Random.next)
+        return {
+          ...base,
+          outcome: error._tag,
+          error: decision._tag === "Dead" ? decision.reason : describe(error),
+          remoteId: null,
+          state: decision._tag === "Dead" ? "dead" : "pending",
+          nextAttemptAt: decision._tag === "Retry" ? iso(decision.at) : null
+        } satisfies Finish
+      })
+
+    const report = (spec: InstanceSpec, row: ClaimedRow, finish: Finish, settled: Settled) =>
+      Effect.suspend(() => {
         metrics.attempt(spec.name, finish.outcome, finish.state, row.created_at)
-        const log = finish.state === "dead" ? Effect.logWarning : finish.state === "pending" ? Effect.logInfo : Effect.logDebug
-        yield* log(`delivery ${finish.state === "pending" ? "will be retried" : finish.state}`).pipe(
+        const log = settled === "unrecorded" || finish.state === "dead"
+          ? Effect.logWarning
+          : finish.state === "pending"
+          ? Effect.logInfo
+          : Effect.logDebug
+        return log(`delivery ${finish.state === "pending" ? "will be retried" : finish.state}`).pipe(
           Effect.annotateLogs({
             delivery_id: row.id,
             event_id: row.event_id,
@@ -107,75 +274,163 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             attempt: row.attempts,
             ...(finish.error === null ? {} : { error: finish.error }),
             ...(finish.nextAttemptAt === null ? {} : { next_attempt_at: finish.nextAttemptAt }),
-            ...(kept ? {} : { lease: "lost: another worker took this delivery over" })
+            ...(settled === "lost" ? { lease: "lost: another worker took this delivery over" } : {}),
+            ...(settled === "unrecorded" ? { recorded: "no: the store failed; it runs again once its lease expires" } : {})
           })
         )
       })
 
+    // ------------------------------------------------------------------------------------------ instances
+
+    interface Generation {
+      readonly scope: Scope.CloseableScope
+      readonly stopping: Ref.Ref<boolean>
+      readonly lease: number
+      readonly pollInterval: Duration.Duration
+    }
+
+    /**
+     * One plugin instance's claimer and workers. `inHand` counts the deliveries claimed and not yet attempted,
+     * `recording` the attempts not yet recorded: a stopping generation waits for both to be zero.
+     */
+    const startLane = (spec: InstanceSpec, instance: PluginInstance, generation: Generation) =>
+      Effect.gen(function*() {
+        const { lease, stopping } = generation
+        const timeout = Duration.toMillis(spec.timeout)
+        // A delivery must start while its call can still finish within the lease (or, if the timeout is longer
+        // than that, within half of it); otherwise another process could take it over while it is on the wire.
+        const startWithin = Math.max(lease - timeout, lease / 2)
+        const capacity = holding(spec.concurrency, timeout, startWithin)
+        const inHand = yield* Ref.make(0)
+        const recording = yield* Ref.make(0)
+        const ready = yield* Queue.unbounded<Ready>()
+        const freed = yield* Queue.sliding<void>(1)
+        // Held by the claimer from before it reads the stop flag until what it claimed is in hand, so that a
+        // stopping generation can wait for a claim under way.
+        const claiming = yield* Effect.makeSemaphore(1)
+
+        const letGo = (n: number) => Effect.zipRight(Ref.update(inHand, (h) => h - n), Queue.offer(freed, undefined))
+
+        /** Hands claimed deliveries back to the queue, for this or another process to claim at once. */
+        const handBack = (ids: ReadonlyArray<string>) =>
+          Effect.gen(function*() {
+            if (ids.length === 0) return
+            yield* deliveries.release(ids, owner, iso(yield* Clock.currentTimeMillis))
+            yield* wakeup.notify(new Map([[spec.name, ids.length]]))
+          }).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logError("handing claimed deliveries back failed; they run once their lease expires", cause)
+            )
+          )
+
+        /** Hands back deliveries in hand that no worker started. */
+        const release = (batch: ReadonlyArray<Ready>) =>
+          handBack(batch.map((ready) => ready.row.id)).pipe(Effect.ensuring(letGo(batch.length)))
+
+        const room = Effect.map(Ref.get(inHand), (h) => Math.max(0, Math.min(MAX_CLAIM, capacity - h)))
+
+        /** Claims what there is room for and hands it to the workers; undefined once the generation stops. */
+        const claimBatch = Effect.gen(function*() {
+          if (yield* Ref.get(stopping)) return undefined
+          const { asked, rows } = yield* claim(spec.name, room, lease)
+          if (rows.length > 0) {
+            const batch = yield* prepare(rows, lease, startWithin).pipe(
+              Effect.tapErrorCause(() => handBack(rows.map((row) => row.id)))
+            )
+            yield* Ref.update(inHand, (h) => h + batch.length)
+            yield* Queue.offerAll(ready, batch)
+          }
+          return { asked, got: rows.length }
+        })
+
+        const claimer = Effect.gen(function*() {
+          const woken = yield* wakeup.next(spec.name)
+          if ((yield* room) === 0) return yield* Queue.take(freed)
+          const claimed = yield* claiming.withPermits(1)(claimBatch)
+          if (claimed === undefined) return yield* Effect.never
+          if (claimed.got < claimed.asked) yield* Effect.race(woken, Effect.sleep(generation.pollInterval))
+        })
+
+        const worker = Effect.gen(function*() {
+          const next = yield* Queue.take(ready)
+          if ((yield* Ref.get(stopping)) || (yield* Clock.currentTimeMillis) > next.startBy) return yield* release([next])
+          const finish = yield* attempt(spec, instance, next).pipe(Effect.onError(() => letGo(1)))
+          // Counted as recording before it stops counting as in hand, so a stopping generation never sees neither.
+          yield* Ref.update(recording, (n) => n + 1)
+          yield* letGo(1)
+          yield* Queue.offer(jobs, {
+            _tag: "Record",
+            finish,
+            settled: (result) => Effect.zipRight(report(spec, next.row, finish, result), Ref.update(recording, (n) => n - 1))
+          })
+        })
+
+        // A store outage must not end a fiber: log it and try again after the poll interval.
+        const keepGoing = <E>(step: Effect.Effect<void, E>, what: string) =>
+          Effect.forever(step.pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logError(`delivery ${what} failed`, cause).pipe(Effect.zipRight(Effect.sleep(generation.pollInterval)))
+            )
+          )).pipe(Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }), Effect.interruptible)
+
+        // Interruptible even when started from an uninterruptible region, so that closing the scope stops them.
+        yield* Effect.forkIn(keepGoing(claimer, "claim"), generation.scope)
+        // Plugins' HTTP calls open no span and send no trace headers: no tracer is configured to collect them,
+        // and the span alone costs about a fifth of a webhook call.
+        const untraced = keepGoing(worker, "worker step").pipe(
+          Effect.locally(HttpClient.currentTracerDisabledWhen, () => true),
+          Effect.locally(HttpClient.currentTracerPropagation, false)
+        )
+        for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(untraced, generation.scope)
+
+        return {
+          claimDone: claiming.withPermits(1)(Effect.void),
+          idle: Effect.zipWith(Ref.get(inHand), Ref.get(recording), (a, b) => a + b === 0),
+          releaseWaiting: Effect.flatMap(Queue.takeAll(ready), (waiting) => release([...waiting]))
+        } as const
+      })
+
     /**
      * One set of plugin instances and their workers, built from one configuration. A reload starts a new
-     * generation and then stops the old one: it stops claiming and its deliveries in flight finish first.
+     * generation and then stops the old one: it stops claiming, hands back what it claimed and did not start,
+     * and lets its deliveries in flight finish and be recorded first.
      */
     const startGeneration = (loaded: Loaded) =>
       Effect.gen(function*() {
         const { dispatch } = loaded.config
-        const lease = Duration.toMillis(dispatch.lease)
-        const scope = yield* Scope.make()
-        const stopping = yield* Ref.make(false)
-        const inFlight = yield* Ref.make(0)
-
-        const worker = (spec: InstanceSpec, instance: PluginInstance) =>
-          Effect.gen(function*() {
-            const wait = yield* wakeup.waiter(spec.name)
-            const idle = wait(Effect.sleep(dispatch.poll_interval))
-            // Counted before the stop flag is read, so a stopping generation always waits for a claim under way.
-            const claimAndRun = Effect.acquireUseRelease(
-              Ref.update(inFlight, (n) => n + 1),
-              () =>
-                Effect.gen(function*() {
-                  if (yield* Ref.get(stopping)) return false
-                  const now = yield* Clock.currentTimeMillis
-                  const claimed = yield* deliveries.claim(spec.name, owner, iso(now), iso(now + lease), 1)
-                  if (claimed.length === 0) return false
-                  yield* runDelivery(spec, instance, claimed[0]!)
-                  return true
-                }),
-              () => Ref.update(inFlight, (n) => n - 1)
-            )
-            const step = Effect.gen(function*() {
-              if (yield* claimAndRun) return
-              if (yield* Ref.get(stopping)) return yield* Effect.never
-              yield* idle
-            }).pipe(
-              // A store outage must not end the worker: log it and try again after the poll interval.
-              Effect.catchAllCause((cause) =>
-                Effect.logError("delivery worker step failed", cause).pipe(Effect.zipRight(Effect.sleep(dispatch.poll_interval)))
-              )
-            )
-            yield* Effect.forever(step)
-          }).pipe(Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }))
+        const generation: Generation = {
+          scope: yield* Scope.make(),
+          stopping: yield* Ref.make(false),
+          lease: Duration.toMillis(dispatch.lease),
+          pollInterval: dispatch.poll_interval
+        }
 
         for (const [name, reason] of loaded.disabled) {
           yield* Effect.logWarning(`plugin instance ${name} is disabled: ${reason}; routes to it deliver nothing`)
         }
+        const lanes: Array<Effect.Effect.Success<ReturnType<typeof startLane>>> = []
         for (const spec of loaded.instances.values()) {
-          const instance = yield* spec.plugin.make(spec.settings, spec.name).pipe(Scope.extend(scope))
-          // Interruptible even when started from an uninterruptible region, so that closing the scope stops them.
-          for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(Effect.interruptible(worker(spec, instance)), scope)
+          const instance = yield* spec.plugin.make(spec.settings, spec.name).pipe(Scope.extend(generation.scope))
+          lanes.push(yield* startLane(spec, instance, generation))
         }
 
-        const stop = Ref.set(stopping, true).pipe(
-          Effect.zipRight(
-            Ref.get(inFlight).pipe(Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("20 millis") }))
-          ),
+        const stop = Effect.gen(function*() {
+          yield* Ref.set(generation.stopping, true)
+          yield* Effect.forEach(lanes, (lane) => Effect.zipRight(lane.claimDone, lane.releaseWaiting), { discard: true })
+          yield* Effect.forEach(lanes, (lane) =>
+            lane.idle.pipe(Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis") })), {
+            discard: true
+          })
+        }).pipe(
           Effect.timeout(dispatch.shutdown_grace),
           Effect.ignore,
-          Effect.zipRight(Scope.close(scope, Exit.void))
+          Effect.zipRight(Scope.close(generation.scope, Exit.void))
         )
         return { stop } as const
       }).pipe(Effect.provideService(HttpClient.HttpClient, http))
 
     const current = yield* Ref.make(yield* startGeneration(settings))
+    // Added after the writer was forked, so it runs first: the last attempts are recorded before the writer stops.
     yield* Effect.addFinalizer(() => Effect.flatMap(Ref.get(current), (generation) => generation.stop))
 
     /** Switches to a new configuration's routes, retry policy and plugin instances without dropping work. */
@@ -188,5 +443,5 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     return { owner, reload } as const
   }),
-  dependencies: [Deliveries.Default, Events.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default]
+  dependencies: [Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default]
 }) {}

@@ -1,32 +1,40 @@
-import { Effect, Queue, SynchronizedRef } from "effect"
+import { Deferred, Effect, SynchronizedRef } from "effect"
 
 /**
- * Tells this process's workers that deliveries were just scheduled, so they need not wait for their next
- * poll. Each scheduled delivery wakes one worker of its instance, not all of them. Workers of other
+ * Tells this process's claimers that deliveries were just scheduled, so they need not wait for their next
+ * poll. Every claimer of the instance wakes (each claims as many as it has room for). Claimers of other
  * processes sharing the database find the work by polling.
  */
 export class Wakeup extends Effect.Service<Wakeup>()("kyc-relay/Wakeup", {
   effect: Effect.gen(function*() {
-    const queues = yield* SynchronizedRef.make(new Map<string, Queue.Queue<void>>())
-
-    const queueOf = (instance: string) =>
-      SynchronizedRef.modifyEffect(queues, (map) => {
-        const existing = map.get(instance)
-        if (existing !== undefined) return Effect.succeed([existing, map] as const)
-        return Effect.map(Queue.sliding<void>(1024), (queue) => [queue, new Map(map).set(instance, queue)] as const)
-      })
+    // One signal per instance, completed and dropped by the next announcement.
+    const signals = yield* SynchronizedRef.make(new Map<string, Deferred.Deferred<void>>())
 
     /** `scheduled` maps an instance to how many deliveries were just scheduled for it. */
     const notify = (scheduled: ReadonlyMap<string, number>) =>
-      Effect.forEach(scheduled, ([instance, count]) =>
-        Effect.flatMap(queueOf(instance), (queue) => Queue.offerAll(queue, Array.from({ length: count }, () => undefined))), {
-        discard: true
+      SynchronizedRef.updateEffect(signals, (map) =>
+        Effect.gen(function*() {
+          const next = new Map(map)
+          for (const [instance, count] of scheduled) {
+            const signal = next.get(instance)
+            if (count === 0 || signal === undefined) continue
+            yield* Deferred.succeed(signal, undefined)
+            next.delete(instance)
+          }
+          return next
+        }))
+
+    /**
+     * An effect that resolves once deliveries for `instance` are announced after this call. Take it before
+     * looking for work, then wait on it, so that an announcement made meanwhile is not missed.
+     */
+    const next = (instance: string) =>
+      SynchronizedRef.modifyEffect(signals, (map) => {
+        const existing = map.get(instance)
+        if (existing !== undefined) return Effect.succeed([Deferred.await(existing), map] as const)
+        return Effect.map(Deferred.make<void>(), (signal) => [Deferred.await(signal), new Map(map).set(instance, signal)] as const)
       })
 
-    /** Resolves when a delivery for `instance` is announced or `timeout` passes, whichever is first. */
-    const waiter = (instance: string) =>
-      Effect.map(queueOf(instance), (queue) => (timeout: Effect.Effect<void>) => Effect.race(timeout, Queue.take(queue)))
-
-    return { notify, waiter } as const
+    return { notify, next } as const
   })
 }) {}

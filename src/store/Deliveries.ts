@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, Schema } from "effect"
+import { SqlClient, type Statement } from "@effect/sql"
+import { Array as Arr, Effect, Order, Schema } from "effect"
 
 export const DeliveryState = Schema.Literal("pending", "running", "done", "dead")
 export type DeliveryState = typeof DeliveryState.Type
@@ -61,7 +61,22 @@ export interface QueueStats {
   readonly oldestDue: string | null
 }
 
+/** A delivery as claimed, with what a worker needs of its event (`body` is null if the event is gone). */
+export const ClaimedRow = Schema.Struct({
+  ...DeliveryRow.fields,
+  body: Schema.NullOr(Schema.String),
+  stale: Schema.transform(Schema.NullOr(Schema.Union(Schema.Number, Schema.String, Schema.Boolean)), Schema.Boolean, {
+    strict: true,
+    decode: (stale) => stale === true || Number(stale) === 1,
+    encode: (stale) => stale ? 1 : 0
+  })
+})
+export type ClaimedRow = typeof ClaimedRow.Type
+
+const byDue = Order.mapInput(Order.string, (row: ClaimedRow) => row.next_attempt_at)
+
 const decodeDeliveries = Schema.decodeUnknown(Schema.Array(DeliveryRow))
+const decodeClaimed = Schema.decodeUnknown(Schema.Array(ClaimedRow))
 const decodeAttempts = Schema.decodeUnknown(Schema.Array(AttemptRow))
 
 export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveries", {
@@ -86,7 +101,8 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
 
     /**
      * Takes up to `limit` due deliveries of one instance: pending ones whose time has come, and running ones
-     * whose lease ran out (their worker died). The lease marks them as this worker's until `leaseUntil`.
+     * whose lease ran out (their worker died). The lease marks them as `owner`'s until `leaseUntil`. Each row
+     * comes with its event's body and stale flag, so a worker needs no further read.
      */
     const claim = Effect.fn("Deliveries.claim")(function*(
       instance: string,
@@ -95,28 +111,45 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       leaseUntil: string,
       limit: number
     ) {
-      const rows = yield* sql`UPDATE deliveries
-        SET state = 'running', lease_owner = ${owner}, lease_until = ${leaseUntil}, attempts = attempts + 1, updated_at = ${now}
-        WHERE id IN (
-          SELECT id FROM deliveries
-          WHERE instance = ${instance}
-            AND ((state = 'pending' AND next_attempt_at <= ${now}) OR (state = 'running' AND lease_until < ${now}))
-          ORDER BY next_attempt_at
-          LIMIT ${limit}
-          ${skipLocked})
-        RETURNING *`
-      return yield* decodeDeliveries(rows)
+      // Two statements rather than one with OR, so that each reads the due index in order: one OR would make
+      // every claim read and sort all the instance's deliveries, done ones included.
+      const take = (due: Statement.Fragment, n: number) =>
+        sql`UPDATE deliveries
+          SET state = 'running', lease_owner = ${owner}, lease_until = ${leaseUntil}, attempts = attempts + 1, updated_at = ${now}
+          WHERE id IN (
+            SELECT id FROM deliveries WHERE instance = ${instance} AND ${due}
+            ORDER BY next_attempt_at
+            LIMIT ${n}
+            ${skipLocked})
+          RETURNING *,
+            (SELECT body FROM events WHERE events.id = deliveries.event_id) AS body,
+            (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale`
+      const overdue = yield* take(sql`state = 'running' AND lease_until < ${now}`, limit)
+      const due = overdue.length < limit ? yield* take(sql`state = 'pending' AND next_attempt_at <= ${now}`, limit - overdue.length) : []
+      // RETURNING keeps no order: oldest first, as they were chosen.
+      return Arr.sort(yield* decodeClaimed([...overdue, ...due]), byDue)
     }, Effect.orDie)
 
-    /** Records an attempt and moves the delivery on, if this worker still holds its lease. */
-    const finish = Effect.fn("Deliveries.finish")(function*(f: Finish) {
-      const updated = yield* sql`UPDATE deliveries
-        SET state = ${f.state}, next_attempt_at = COALESCE(${f.nextAttemptAt}, next_attempt_at), last_error = ${f.error},
-          lease_owner = NULL, lease_until = NULL, updated_at = ${f.finishedAt}
-        WHERE id = ${f.deliveryId} AND lease_owner = ${f.owner}
-        RETURNING id`
+    /**
+     * Records attempts and moves each delivery on if its worker still holds the lease; returns the ids moved
+     * (the others were taken over after their lease ran out). Two statements whatever the number of attempts:
+     * run it inside a transaction.
+     */
+    const record = Effect.fn("Deliveries.record")(function*(finishes: ReadonlyArray<Finish>) {
+      if (finishes.length === 0) return new Set<string>()
+      const outcomes = sql.csv(finishes.map((f) =>
+        sql`(${f.deliveryId}, ${f.owner}, ${f.state}, ${f.nextAttemptAt}, ${f.error}, ${f.finishedAt})`
+      ))
+      const updated = yield* sql<{ id: string }>`
+        WITH outcome (id, owner, state, next_attempt_at, last_error, finished_at) AS (VALUES ${outcomes})
+        UPDATE deliveries
+        SET state = outcome.state, next_attempt_at = COALESCE(outcome.next_attempt_at, deliveries.next_attempt_at),
+          last_error = outcome.last_error, lease_owner = NULL, lease_until = NULL, updated_at = outcome.finished_at
+        FROM outcome
+        WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.owner
+        RETURNING deliveries.id`
       yield* sql`INSERT INTO attempts ${
-        sql.insert({
+        sql.insert(finishes.map((f) => ({
           id: f.attemptId,
           delivery_id: f.deliveryId,
           attempt: f.attempt,
@@ -126,10 +159,16 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
           outcome: f.outcome,
           error: f.error,
           remote_id: f.remoteId
-        })
+        })))
       }`
-      return updated.length === 1
-    }, sql.withTransaction, Effect.orDie)
+      return new Set(updated.map((row) => row.id))
+    }, Effect.orDie)
+
+    /** Hands claimed deliveries that were never started back to the queue, as if they had not been claimed. */
+    const release = (ids: ReadonlyArray<string>, owner: string, now: string) =>
+      ids.length === 0 ? Effect.void : sql`UPDATE deliveries
+        SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, updated_at = ${now}
+        WHERE lease_owner = ${owner} AND ${sql.in("id", ids)}`.pipe(Effect.asVoid, Effect.orDie)
 
     const list = Effect.fn("Deliveries.list")(function*(filter: {
       readonly state?: DeliveryState | undefined
@@ -179,6 +218,6 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       return rows.map((row): QueueStats => ({ instance: row.instance, waiting: Number(row.waiting), oldestDue: row.oldest_due }))
     }).pipe(Effect.orDie)
 
-    return { enqueue, reschedule, claim, finish, list, attempts, countByState, requeueDead, deadInstances, queueStats } as const
+    return { enqueue, reschedule, claim, record, release, list, attempts, countByState, requeueDead, deadInstances, queueStats } as const
   })
 }) {}

@@ -87,13 +87,6 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
     const markStale = (ids: ReadonlyArray<string>) =>
       ids.length === 0 ? Effect.void : sql`UPDATE events SET stale = 1 WHERE ${sql.in("id", ids)}`.pipe(Effect.asVoid)
 
-    /** What a worker needs of an event to deliver it. */
-    const forDelivery = (id: string) =>
-      sql<{ body: string; stale: number | string | boolean }>`SELECT body, stale FROM events WHERE id = ${id}`.pipe(
-        Effect.map((rows) => rows[0] === undefined ? undefined : { body: rows[0].body, stale: Number(rows[0].stale) === 1 }),
-        Effect.orDie
-      )
-
     /** Events to replay, chosen by id, by status or by arrival time. */
     const select = Effect.fn("Events.select")(function*(filter: {
       readonly ids?: ReadonlyArray<string> | undefined
@@ -119,6 +112,6 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
         Effect.orDie
       )
 
-    return { insertBatch, list, timeline, count, ping, markStale, forDelivery, select, accept } as const
+    return { insertBatch, list, timeline, count, ping, markStale, select, accept } as const
   })
 }) {}
