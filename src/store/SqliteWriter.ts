@@ -17,6 +17,8 @@ export class SqliteWriteFailed extends Error {
   }
 }
 
+const utf8 = new TextEncoder()
+
 const threadUrl = new URL(`./SqliteWriterThread${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url)
 
 /** tsx's ES module API, found through its package.json (resolving the specifier from here would give its CommonJS build). */
@@ -63,14 +65,14 @@ export const startSqliteWriter = async (filename: string) => {
 
   const send = (request: Request) => {
     const reply = next()
-    worker.postMessage(request)
+    worker.postMessage(request, request._tag === "commit" ? [request.batch.buffer as ArrayBuffer] : [])
     return reply
   }
 
   await next() // "ready", or the failure to open the database
   return {
     commit: async (batch: ReadonlyArray<Arrival>, now: string): Promise<Committed> => {
-      const reply = await send({ _tag: "commit", batch: JSON.stringify(batch), now })
+      const reply = await send({ _tag: "commit", batch: utf8.encode(JSON.stringify(batch)), now })
       if (reply._tag === "failed") throw new SqliteWriteFailed(reply.message, reply.code)
       if (reply._tag !== "committed") throw new SqliteWriteFailed(`unexpected answer from the SQLite writer: ${reply._tag}`, undefined)
       return reply.committed

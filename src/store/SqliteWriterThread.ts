@@ -6,11 +6,15 @@ import { openSqliteWrite } from "./SqliteWrite.js"
 /** The SQLite writer thread: batches in, in order; each batch's answer out once it is on disk. See SqliteWriter. */
 
 export type Request =
-  /** `batch` is the arrivals as JSON text: one string crosses threads several times faster than structured clones of the rows. */
-  | { readonly _tag: "commit"; readonly batch: string; readonly now: string }
+  /**
+   * `batch` is the arrivals as UTF-8 JSON, moved (not copied) to the thread: several times cheaper for the
+   * event loop than a structured clone of the rows, or even of one string.
+   */
+  | { readonly _tag: "commit"; readonly batch: Uint8Array; readonly now: string }
   | { readonly _tag: "close" }
 
 const port = parentPort!
+const utf8 = new TextDecoder()
 const { filename } = workerData as { readonly filename: string }
 const store = openSqliteWrite(filename)
 // openSqliteWrite has read the database, so its WAL file exists; an fsync through any descriptor flushes it.
@@ -59,7 +63,7 @@ port.on("message", (request: Request) => {
   }
   let reply: unknown
   try {
-    reply = { _tag: "committed", committed: store.commit(JSON.parse(request.batch) as ReadonlyArray<Arrival>, request.now) }
+    reply = { _tag: "committed", committed: store.commit(JSON.parse(utf8.decode(request.batch)) as ReadonlyArray<Arrival>, request.now) }
   } catch (error) {
     const { code, message } = error as { code?: unknown; message?: unknown }
     reply = { _tag: "failed", message: String(message ?? error), code: typeof code === "string" ? code : undefined }
