@@ -63,11 +63,18 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         return { stored, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
       }).pipe(sql.withTransaction)
 
+    // Without its writer the service could only refuse webhooks: stop, so that a supervisor restarts it
+    // and SQLite recovers from what is on disk.
+    const writerLost = (error: Error) => {
+      runSync(Effect.logError("the SQLite writer stopped; stopping the service", Cause.fail(error)))
+      process.exit(70)
+    }
+
     const file = sqliteFile(config.store.url)
     const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = file === undefined
       ? (batch, now) => Runtime.runPromise(runtime)(commitWithSql(batch, now))
       : (yield* Effect.acquireRelease(
-        Effect.promise(() => startSqliteWriter(file)),
+        Effect.promise(() => startSqliteWriter(file, writerLost)),
         (writer) => Effect.promise(writer.close)
       )).commit
 

@@ -44,8 +44,9 @@ const startThread = (filename: string) =>
  * The thread commits batches in the order they come and answers each once it is on disk; the caller may send
  * the next batch before the previous one is answered, so that the thread always has work.
  */
-export const startSqliteWriter = async (filename: string) => {
+export const startSqliteWriter = async (filename: string, onLost: (error: SqliteWriteFailed) => void) => {
   const worker = startThread(filename)
+  let closing = false
   // Answers come back in the order the requests went out.
   const pending: Array<{ readonly resolve: (reply: Reply) => void; readonly reject: (error: Error) => void }> = []
   let exited: Error | undefined
@@ -56,9 +57,11 @@ export const startSqliteWriter = async (filename: string) => {
       pending.push({ resolve, reject })
     })
   worker.on("message", (reply: Reply) => pending.shift()?.resolve(reply))
-  const fail = (error: Error) => {
+  const fail = (error: SqliteWriteFailed) => {
+    const first = exited === undefined
     exited ??= error
     for (const waiting of pending.splice(0)) waiting.reject(error)
+    if (first && !closing) onLost(error)
   }
   worker.on("error", (error) => fail(new SqliteWriteFailed(`the SQLite writer thread failed: ${error.message}`, undefined)))
   worker.on("exit", (code) => fail(new SqliteWriteFailed(`the SQLite writer thread stopped (exit code ${code})`, undefined)))
@@ -80,6 +83,7 @@ export const startSqliteWriter = async (filename: string) => {
     close: () =>
       new Promise<void>((resolve) => {
         if (exited !== undefined) return resolve()
+        closing = true
         worker.once("exit", () => resolve())
         worker.postMessage({ _tag: "close" } satisfies Request)
       })

@@ -42,10 +42,11 @@ const durable = (): Promise<void> => {
 
 /**
  * Committed rows whose fsync failed may or may not be on disk, and a retry of such a webhook would be answered
- * as a duplicate: the only safe course is to stop, as PostgreSQL does, and recover from what is on disk.
+ * as a duplicate: the only safe course is to stop, as PostgreSQL does, and recover from what is on disk. The
+ * thread ends; the service, seeing its writer gone, stops the process.
  */
 const diskFailed = (error: unknown) => {
-  process.stderr.write(`kyc-relay: the disk did not confirm a write (${String(error)}); stopping to recover from what is on disk\n`)
+  process.stderr.write(`kyc-relay: the disk did not confirm a write (${String(error)})\n`)
   process.exit(70)
 }
 
