@@ -81,5 +81,3 @@ export const planDeliveries = (decided: ReadonlyArray<Decided>, written: Readonl
 
 export const freshOf = (batch: ReadonlyArray<Arrival>, duplicate: ReadonlyArray<boolean>) =>
   batch.flatMap(({ row, tracked }, i) => (!duplicate[i] && tracked !== undefined ? [{ row, tracked }] : []))
-
-export const NOTHING_PLANNED: Planned = { deliveries: [], staleIds: [], woken: new Map(), unrouted: 0 }

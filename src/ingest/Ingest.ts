@@ -78,7 +78,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         (writer) => Effect.promise(writer.close)
       )).commit
 
-    const writer = groupCommit<Received, Stored>({
+    const batches = groupCommit<Received, Stored>({
       maxBatch: MAX_BATCH,
       // The SQLite writer thread takes the next batch while the previous one is reaching the disk.
       inFlight: file === undefined ? 1 : 2,
@@ -92,11 +92,11 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       },
       onError: (error) => runFork(Effect.logError("Ingest.commit failed", Cause.fail(error)))
     })
-    // Added after the writer's release, so it runs first: everything submitted is answered before the close.
-    yield* Effect.addFinalizer(() => Effect.promise(writer.close))
+    // Added after the SQLite writer's release, so it runs first: everything submitted is answered before the close.
+    yield* Effect.addFinalizer(() => Effect.promise(batches.close))
 
     /** Resolves once the event is durably stored (or found to be a duplicate); rejects if the store failed. */
-    const store = (row: EventRow, event: CashfreeEvent | undefined): Promise<Stored> => writer.submit({ row, event })
+    const store = (row: EventRow, event: CashfreeEvent | undefined): Promise<Stored> => batches.submit({ row, event })
 
     return { store } as const
   }),
