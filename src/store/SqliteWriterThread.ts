@@ -7,8 +7,8 @@ import { openSqliteWrite } from "./SqliteWrite.js"
 
 export type Request =
   /**
-   * `batch` is the arrivals as UTF-8 JSON, moved (not copied) to the thread: several times cheaper for the
-   * event loop than a structured clone of the rows, or even of one string.
+   * `batch` is the arrivals as UTF-8 JSON, moved (not copied) to the thread: cheaper for the event loop than a
+   * structured clone of the rows (measured at ~25 µs per event) or a copy of the JSON string.
    */
   | { readonly _tag: "commit"; readonly batch: Uint8Array; readonly now: string }
   | { readonly _tag: "close" }
