@@ -15,8 +15,6 @@ import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "./Apply.j
 import { groupCommit } from "./GroupCommit.js"
 import { arrival } from "./Plan.js"
 
-export { deliveryId, deliveryRow } from "./Plan.js"
-
 /** Largest number of webhooks committed together in one transaction. */
 const MAX_BATCH = 256
 

@@ -22,8 +22,6 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
           }))
         }))
 
-    const get = (id: string) => getMany([id]).pipe(Effect.map((states) => states.get(id) ?? null), Effect.orDie)
-
     /**
      * Writes each verification's new state unless the stored one is already final or newer (another process
      * may have moved it on since we read it). One statement for the batch; returns the ids actually written.
@@ -39,6 +37,6 @@ export class Verifications extends Effect.Service<Verifications>()("kyc-relay/Ve
         })
       )
 
-    return { getMany, get, save } as const
+    return { getMany, save } as const
   })
 }) {}
