@@ -174,6 +174,46 @@ export const canonical = (value: LosslessJson, omitTopLevel?: string): string =>
   return `{${keys.map((key) => `${JSON.stringify(key)}:${canonical(value.fields.get(key)!)}`).join(",")}}`
 }
 
+/**
+ * `canonical` for a `JSON.parse` result, or undefined when `text` holds more than that result shows: it is
+ * exact only when serialising the result gives back `text` itself (compact, no repeated key, every number in
+ * its shortest form), which is how Cashfree sends its bodies. It saves the lossless parse on the hot path.
+ */
+export const exactCanonical = (parsed: unknown, text: string, omitTopLevel?: string): string | undefined => {
+  const write = (value: unknown, depth: number, omit?: string): string | undefined => {
+    if (value === null || typeof value !== "object") return typeof value === "string" ? JSON.stringify(value) : String(value)
+    if (depth >= MAX_DEPTH) return undefined
+    const parts: Array<string> = []
+    if (Array.isArray(value)) {
+      for (const item of value) {
+        const part = write(item, depth + 1)
+        if (part === undefined) return undefined
+        parts.push(part)
+      }
+      return `[${parts.join(",")}]`
+    }
+    for (const key of Object.keys(value).sort(compareCodeUnits)) {
+      if (key === omit) continue
+      const part = write((value as Record<string, unknown>)[key], depth + 1)
+      if (part === undefined) return undefined
+      parts.push(`${JSON.stringify(key)}:${part}`)
+    }
+    return `{${parts.join(",")}}`
+  }
+  const result = write(parsed, 0, omitTopLevel)
+  return result !== undefined && JSON.stringify(parsed) === text ? result : undefined
+}
+
+/** The text of the number at `path`, or undefined if there is no number there. */
+export const lexemeAt = (value: LosslessJson, path: ReadonlyArray<string | number>): string | undefined => {
+  let here: LosslessJson | undefined = value
+  for (const step of path) {
+    if (typeof step === "number") here = Array.isArray(here) ? here[step] : undefined
+    else here = here !== undefined && isObject(here) ? here.fields.get(step) : undefined
+  }
+  return isNumber(here) ? here.lexeme : undefined
+}
+
 /** Java's `Double.toString`: plain for 1e-3 <= |x| < 1e7, otherwise `d.dddE±n`; always one fractional digit. */
 const javaDouble = (x: number): string => {
   if (Number.isNaN(x)) return "NaN"

@@ -1,7 +1,7 @@
-import { createHash, randomUUID } from "node:crypto"
+import { hash, randomUUID } from "node:crypto"
 import type { IncomingHttpHeaders } from "node:http"
 import { DateTime, Duration, Effect, Either, FiberRef, FiberRefs, LogLevel, Runtime, Schema } from "effect"
-import { canonical, isNumber, isObject, type JsonObject, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
+import { canonical, exactCanonical, lexemeAt, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
 import { CashfreeEvent, isKnownEventType } from "../domain/Event.js"
@@ -27,26 +27,52 @@ const header = (headers: IncomingHttpHeaders, name: string): string | undefined 
 /** Sortable by arrival, unique without coordination between instances. */
 export const newEventId = () => `evt_${Date.now().toString(36).padStart(9, "0")}${randomUUID().replace(/-/g, "").slice(0, 16)}`
 
-/** SHA-256 of the canonical body minus `signature`, so a retry signed again with a new timestamp is still a duplicate. */
-export const dedupeKey = (document: LosslessJson) =>
-  createHash("sha256").update(canonical(document, "signature")).digest("hex")
+/**
+ * The event's time as stored, then the SHA-256 of the canonical body minus `signature`: a retry signed again with
+ * a new timestamp is still a duplicate. Both parts come from the body alone; the time first keeps new keys
+ * together at the end of the unique index instead of on a random page each.
+ */
+export const dedupeKey = (eventTime: string | null, canonicalBody: string) => `${eventTime ?? ""}|${hash("sha256", canonicalBody, "hex")}`
+
+const INTEGER = /^-?\d+$/
 
 /**
  * Cashfree ids must arrive as integer lexemes: JSON.parse would turn 4503599627370497.5 into the integer
- * 4503599627370498, a different id, before any Schema could see the fraction.
+ * 4503599627370498, a different id, before any Schema could see the fraction. `lexeme` gives a number's text as
+ * received at a path.
  */
-const inexactIds = (document: JsonObject): ReadonlyArray<string> => {
-  const data = document.fields.get("data")
-  if (data === undefined || !isObject(data)) return []
-  const isInexact = (value: LosslessJson | undefined) => isNumber(value) && !/^-?\d+$/.test(value.lexeme)
-  const paths = ["reference_id", "user_reference_id"].filter((key) => isInexact(data.fields.get(key))).map((key) => `data.${key}`)
-  const details = data.fields.get("verification_details")
-  if (Array.isArray(details)) {
-    details.forEach((item: LosslessJson, i: number) => {
-      if (isObject(item) && isInexact(item.fields.get("reference_id"))) paths.push(`data.verification_details.${i}.reference_id`)
-    })
+const inexactIds = (data: Record<string, unknown>, lexeme: (path: ReadonlyArray<string | number>) => string | undefined) => {
+  const details = data.verification_details
+  const paths: Array<ReadonlyArray<string | number>> = [["data", "reference_id"], ["data", "user_reference_id"]]
+  if (Array.isArray(details)) details.forEach((_, i) => paths.push(["data", "verification_details", i, "reference_id"]))
+  return paths.filter((path) => {
+    const text = lexeme(path)
+    return text !== undefined && !INTEGER.test(text)
+  }).map((path) => path.join("."))
+}
+
+const numberAt = (value: unknown, path: ReadonlyArray<string | number>): string | undefined => {
+  let here = value
+  for (const step of path) here = typeof here === "object" && here !== null ? (here as Record<string, unknown>)[step] : undefined
+  return typeof here === "number" ? String(here) : undefined
+}
+
+/**
+ * A body as read: `parsed` is JSON.parse's result. `canonical` is set when that result is exact (see
+ * exactCanonical); otherwise `document`, the lossless parse, is, and it holds what JSON.parse rounded or dropped.
+ */
+type Body =
+  | { readonly text: string; readonly parsed: unknown; readonly canonical: string; readonly document?: undefined }
+  | { readonly text: string; readonly parsed: unknown; readonly canonical?: undefined; readonly document: LosslessJson }
+
+const NOT_JSON = Symbol("NOT_JSON")
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return NOT_JSON
   }
-  return paths
 }
 
 const malformed = (detail: string) => problem(400, "malformed-body", "Malformed body", detail)
@@ -64,7 +90,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
 
     /** Verifies first, then reads: an unauthenticated request never reaches the store. */
     const authenticate = (request: WebhookRequest, now: number): Either.Either<
-      { readonly verified: Verified; readonly text: string; readonly document: LosslessJson },
+      { readonly verified: Verified; readonly body: Body },
       Reply
     > => {
       const signed = { signature: header(request.headers, "x-webhook-signature"), timestamp: header(request.headers, "x-webhook-timestamp") }
@@ -81,12 +107,21 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       } catch {
         return Either.left(malformed("The body is not valid UTF-8"))
       }
-      const document = parse(text)
-      if (Either.isLeft(document)) return Either.left(malformed(`The body is not valid JSON: ${document.left.message}`))
-      const verified = headerCheck ?? verifyLegacy(secrets, document.right)
+      const parsed = parseJson(text)
+      // The legacy scheme's signing string needs the lossless parse whatever the body looks like.
+      const exact = parsed === NOT_JSON || headerCheck === undefined ? undefined : exactCanonical(parsed, text, "signature")
+      let body: Body
+      if (exact !== undefined) body = { text, parsed, canonical: exact }
+      else {
+        const document = parse(text)
+        if (Either.isLeft(document)) return Either.left(malformed(`The body is not valid JSON: ${document.left.message}`))
+        if (parsed === NOT_JSON) return Either.left(malformed("The body is not valid JSON"))
+        body = { text, parsed, document: document.right }
+      }
+      const verified = headerCheck ?? verifyLegacy(secrets, body.document!)
       return Either.isLeft(verified)
         ? Either.left(unauthorized(verified.left.message))
-        : Either.right({ verified: verified.right, text, document: document.right })
+        : Either.right({ verified: verified.right, body })
     }
 
     // The service's clock rather than Date.now(), so that tests can move time.
@@ -109,12 +144,17 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         ))
         return authenticated.left
       }
-      const { verified, text, document } = authenticated.right
-      if (!isObject(document)) return malformed("The body must be a JSON object")
-
-      const raw = JSON.parse(text) as Record<string, unknown>
-      const data = typeof raw.data === "object" && raw.data !== null ? raw.data as Record<string, unknown> : {}
-      const inexact = inexactIds(document)
+      const { verified, body } = authenticated.right
+      if (typeof body.parsed !== "object" || body.parsed === null || Array.isArray(body.parsed)) {
+        return malformed("The body must be a JSON object")
+      }
+      const { text } = body
+      const raw = body.parsed as Record<string, unknown>
+      const data = typeof raw.data === "object" && raw.data !== null && !Array.isArray(raw.data) ? raw.data as Record<string, unknown> : {}
+      const inexact = inexactIds(
+        data,
+        body.document === undefined ? (path) => numberAt(raw, path) : (path) => lexemeAt(body.document, path)
+      )
       const decoded = !isKnownEventType(raw.event_type)
         ? Either.left<ReadonlyArray<FieldProblem>>([{
           path: "event_type",
@@ -125,18 +165,17 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         : Either.mapLeft(decodeEvent(raw), (error): ReadonlyArray<FieldProblem> =>
           issuesOf(error).map((issue) => ({ path: pathText(issue.path), message: issue.message })))
 
+      const eventTime = Either.isRight(decoded) ? DateTime.formatIso(decoded.right.event_time) : textField(raw.event_time)
       const row: EventRow = {
         id: newEventId(),
-        dedupe_key: dedupeKey(document),
+        dedupe_key: dedupeKey(eventTime, body.canonical ?? canonical(body.document, "signature")),
         status: Either.isRight(decoded) ? "accepted" : "quarantined",
         event_type: textField(raw.event_type),
         verification_id: textField(data.verification_id),
         event_status: textField(data.status) ?? textField(data.form_status),
         event_sub_status: textField(data.sub_status),
-        event_time: Either.isRight(decoded)
-          ? DateTime.formatIso(decoded.right.event_time)
-          : textField(raw.event_time),
-        received_at: DateTime.formatIso(DateTime.unsafeMake(now)),
+        event_time: eventTime,
+        received_at: new Date(now).toISOString(),
         scheme: verified.scheme,
         secret_index: verified.secretIndex,
         webhook_attempt: header(request.headers, "x-webhook-attempt") ?? null,

@@ -6,6 +6,7 @@ import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { createEvents } from "./migrations/0001_events.js"
 import { createDeliveries } from "./migrations/0002_deliveries.js"
+import { prefixDedupeKeys } from "./migrations/0003_dedupe_time.js"
 
 export type StoreKind = "sqlite" | "postgres"
 
@@ -42,7 +43,11 @@ const postgresLayer = (url: string) =>
 // the loser's next attempt finds it and waits on its lock instead.
 const runMigrations = Migrator.make({})({
   table: "kyc_relay_migrations",
-  loader: Migrator.fromRecord({ "0001_events": createEvents, "0002_deliveries": createDeliveries })
+  loader: Migrator.fromRecord({
+    "0001_events": createEvents,
+    "0002_deliveries": createDeliveries,
+    "0003_dedupe_time": prefixDedupeKeys
+  })
 }).pipe(Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }))
 
 /** The store could not be opened or migrated at start-up. */
@@ -56,10 +61,13 @@ export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
   }
 }
 
+/** The generic `SqlClient` for `store.url`, as it is: not migrated. */
+export const clientLayer = (url: string) =>
+  storeKind(url) === "sqlite" ? sqliteLayer(url.slice("sqlite:".length)) : postgresLayer(url)
+
 /** The generic `SqlClient` for `store.url`, migrated to the latest schema before anything else uses it. */
-export const layer = (url: string) => {
-  const client = storeKind(url) === "sqlite" ? sqliteLayer(url.slice("sqlite:".length)) : postgresLayer(url)
-  return Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client),
+export const layer = (url: string) =>
+  Layer.effectDiscard(runMigrations).pipe(
+    Layer.provideMerge(clientLayer(url)),
     Layer.mapError((cause) => new StoreUnavailable({ store: describeStore(url), cause }))
   )
-}

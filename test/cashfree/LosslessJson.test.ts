@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { canonical, isObject, javaString, MAX_DEPTH, parse } from "../../src/cashfree/LosslessJson.js"
+import fc from "fast-check"
+import { canonical, exactCanonical, isObject, javaString, MAX_DEPTH, parse } from "../../src/cashfree/LosslessJson.js"
+import { eventFixtures } from "../support/Fixtures.js"
 
 const ok = (text: string) => Either.getOrThrow(parse(text))
 
@@ -48,5 +50,20 @@ describe("LosslessJson", () => {
   it(`refuses nesting deeper than ${MAX_DEPTH} without overflowing the stack`, () => {
     assert.isTrue(Either.isRight(parse("[".repeat(MAX_DEPTH) + "]".repeat(MAX_DEPTH))))
     assert.isTrue(Either.isLeft(parse("[".repeat(10_000) + "]".repeat(10_000))))
+  })
+
+  it("gives the lossless canonical text from JSON.parse when the body is compact, and nothing otherwise", () => {
+    fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+      const text = JSON.stringify(value)
+      assert.strictEqual(exactCanonical(JSON.parse(text), text, "signature"), canonical(ok(text), "signature"))
+    }), { numRuns: 500 })
+    for (const { text } of eventFixtures) {
+      const compact = JSON.stringify(JSON.parse(text))
+      assert.strictEqual(exactCanonical(JSON.parse(compact), compact, "signature"), canonical(ok(compact), "signature"))
+    }
+    const lossy = [`{"a": 1}`, `{"a":1,"a":2}`, `{"a":1.0}`, `{"a":12345678901234567890}`, `{"a":-0}`, `{"a":"\\u00e9"}`, `{"a":1e2}`]
+    for (const text of lossy) assert.strictEqual(exactCanonical(JSON.parse(text), text), undefined, text)
+    const deep = "[".repeat(MAX_DEPTH + 1) + "]".repeat(MAX_DEPTH + 1)
+    assert.strictEqual(exactCanonical(JSON.parse(deep), deep), undefined)
   })
 })

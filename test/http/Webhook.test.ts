@@ -147,6 +147,19 @@ describe.each(STORES)("webhooks on $name", ({ make }) => {
       assert.strictEqual(yield* relay.events.count, 1)
     }))
 
+  it.scopedLive("treats the same content as a duplicate whatever its layout: compact, indented, keys reordered", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay({ store: yield* make, secrets: [SECRET] })
+      const { signature: _, ...content } = JSON.parse(fixture("VKYC_AUDITOR_REVIEW_COMPLETED").text) as Record<string, unknown>
+      const reordered = Object.fromEntries(Object.entries(content).reverse())
+      const layouts = [JSON.stringify(content), JSON.stringify(content, null, 2), JSON.stringify(reordered), `${JSON.stringify(content)}\n`]
+      const answers = []
+      for (const text of layouts) answers.push((yield* post(relay.webhookUrl, text, signedHeaders(SECRET, text, "1746427759733"))).body)
+      assert.deepStrictEqual(answers.map((a) => a.status), ["accepted", "duplicate", "duplicate", "duplicate"])
+      assert.strictEqual(new Set(answers.map((a) => a.event_id)).size, 1)
+      assert.strictEqual(yield* relay.events.count, 1)
+    }))
+
   it.scopedLive("quarantines an authentic event of an unknown type or with broken data, and still answers 200", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay({ store: yield* make, secrets: [SECRET] })

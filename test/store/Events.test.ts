@@ -1,8 +1,15 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Migrator, SqlClient } from "@effect/sql"
+import { Effect, Either, Layer } from "effect"
+import { createHash } from "node:crypto"
+import { canonical, parse } from "../../src/cashfree/LosslessJson.js"
+import { dedupeKey } from "../../src/http/Webhook.js"
+import { createEvents } from "../../src/store/migrations/0001_events.js"
+import { createDeliveries } from "../../src/store/migrations/0002_deliveries.js"
 import { Events, type EventRow } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
+import { fixture } from "../support/Fixtures.js"
 import { STORES } from "../support/Relay.js"
 
 const row = (id: string, dedupeKey: string, overrides: Partial<EventRow> = {}): EventRow => ({
@@ -92,5 +99,36 @@ describe.each(STORES)("event store on $name", ({ make }) => {
         assert.strictEqual(all.length, 4)
         assert.deepStrictEqual(all.find((r) => r.id === "early"), row("early", "k2", { event_time: "2025-05-22T03:51:14.000Z", event_type: "VKYC_USER_LINK_GENERATED" }))
       }).pipe(withEvents(url))
+    }))
+
+  it.scopedLive("gives keys stored before the time prefix that prefix, so that retries of old events stay duplicates", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      const body = fixture("VKYC_USER_CALL_QUEUED").text
+      const canonicalBody = canonical(Either.getOrThrow(parse(body)), "signature")
+      const eventTime = "2025-05-23T14:29:02.000Z"
+      // A store as the release before the prefix left it: two migrations, keys that are the bare hash.
+      yield* Effect.gen(function*() {
+        yield* Migrator.make({})({
+          table: "kyc_relay_migrations",
+          loader: Migrator.fromRecord({ "0001_events": createEvents, "0002_deliveries": createDeliveries })
+        })
+        const sql = yield* SqlClient.SqlClient
+        const old = row("old", createHash("sha256").update(canonicalBody).digest("hex"), { event_time: eventTime, body })
+        yield* sql`INSERT INTO events ${sql.insert({ ...old, stale: 0 })}`
+        const quarantined = row("bare", "f".repeat(64), { event_time: null, status: "quarantined" })
+        yield* sql`INSERT INTO events ${sql.insert({ ...quarantined, stale: 0 })}`
+      }).pipe(Effect.provide(Sql.clientLayer(url)), Effect.scoped)
+
+      yield* Effect.gen(function*() {
+        const events = yield* Events
+        const retry = yield* events.insertBatch([row("retry", dedupeKey(eventTime, canonicalBody), { event_time: eventTime, body })])
+        assert.deepStrictEqual(retry, [{ eventId: "old", duplicate: true }])
+        const again = yield* events.insertBatch([row("again", dedupeKey(null, "x"), { event_time: null })])
+        assert.deepStrictEqual(again, [{ eventId: "again", duplicate: false }])
+        const sql = yield* SqlClient.SqlClient
+        const keys = yield* sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE id = 'bare'`
+        assert.deepStrictEqual(keys, [{ id: "bare", dedupe_key: `|${"f".repeat(64)}` }])
+      }).pipe(Effect.provide(Events.Default.pipe(Layer.provideMerge(Sql.layer(url)), Layer.provide(NodeContext.layer))))
     }))
 })
