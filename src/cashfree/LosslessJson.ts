@@ -180,29 +180,37 @@ export const canonical = (value: LosslessJson, omitTopLevel?: string): string =>
  * its shortest form), which is how Cashfree sends its bodies. It saves the lossless parse on the hot path.
  */
 export const exactCanonical = (parsed: unknown, text: string, omitTopLevel?: string): string | undefined => {
-  const write = (value: unknown, depth: number, omit?: string): string | undefined => {
-    if (value === null || typeof value !== "object") return typeof value === "string" ? JSON.stringify(value) : String(value)
+  const write = (value: unknown, depth: number): string | undefined => {
+    if (typeof value === "string") return quote(value)
+    if (value === null || typeof value !== "object") return String(value)
     if (depth >= MAX_DEPTH) return undefined
-    const parts: Array<string> = []
+    let out = ""
     if (Array.isArray(value)) {
-      for (const item of value) {
-        const part = write(item, depth + 1)
+      for (let i = 0; i < value.length; i++) {
+        const part = write(value[i], depth + 1)
         if (part === undefined) return undefined
-        parts.push(part)
+        out += i === 0 ? part : `,${part}`
       }
-      return `[${parts.join(",")}]`
+      return `[${out}]`
     }
-    for (const key of Object.keys(value).sort(compareCodeUnits)) {
-      if (key === omit) continue
+    // The default sort compares UTF-16 code units, as compareCodeUnits does.
+    const keys = Object.keys(value).sort()
+    for (const key of keys) {
+      if (depth === 0 && key === omitTopLevel) continue
       const part = write((value as Record<string, unknown>)[key], depth + 1)
       if (part === undefined) return undefined
-      parts.push(`${JSON.stringify(key)}:${part}`)
+      out += `${out === "" ? "" : ","}${quote(key)}:${part}`
     }
-    return `{${parts.join(",")}}`
+    return `{${out}}`
   }
-  const result = write(parsed, 0, omitTopLevel)
+  const result = write(parsed, 0)
   return result !== undefined && JSON.stringify(parsed) === text ? result : undefined
 }
+
+const ESCAPED = /[\u0000-\u001f"\\\ud800-\udfff]/
+
+/** JSON.stringify of a string, without the call for the usual string that needs no escape. */
+const quote = (value: string) => (ESCAPED.test(value) ? JSON.stringify(value) : `"${value}"`)
 
 /** The text of the number at `path`, or undefined if there is no number there. */
 export const lexemeAt = (value: LosslessJson, path: ReadonlyArray<string | number>): string | undefined => {

@@ -1,4 +1,4 @@
-import { Effect, Ref } from "effect"
+import { Effect } from "effect"
 import { type Loaded, Settings } from "../config/ConfigFile.js"
 import type { RetrySettings } from "../config/RelayConfig.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
@@ -27,10 +27,16 @@ export const targetsFor = (snapshot: RulesSnapshot, event: CashfreeEvent, stale:
 /** The routes and retry policy in force; replaced as a whole when the configuration is reloaded. */
 export class Rules extends Effect.Service<Rules>()("kyc-relay/Rules", {
   effect: Effect.gen(function*() {
-    const ref = yield* Ref.make(snapshotOf(yield* Settings))
+    // A plain variable rather than a Ref: ingest reads it once per batch from plain code, where running an
+    // effect cost more than the read. Replacing it is one assignment, so readers see the old or the new whole.
+    let snapshot = snapshotOf(yield* Settings)
     return {
-      current: Ref.get(ref),
-      replace: (loaded: Loaded) => Ref.set(ref, snapshotOf(loaded))
+      current: Effect.sync(() => snapshot),
+      unsafeCurrent: () => snapshot,
+      replace: (loaded: Loaded) =>
+        Effect.sync(() => {
+          snapshot = snapshotOf(loaded)
+        })
     } as const
   })
 }) {}

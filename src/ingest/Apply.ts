@@ -5,7 +5,8 @@ import type { EventRow } from "../store/Events.js"
 /**
  * What one group commit decides once it knows which events are new: each new event's effect on its
  * verification's lifecycle, and the deliveries it gets. Both stores run these steps inside their transaction
- * (on SQLite in the writer thread, so this module stays free of the runtime and of the configuration).
+ * (on SQLite in the writer thread, so this module stays free of the runtime and of the configuration); the
+ * SQLite writer lets its upsert decide what applyLifecycle decides here.
  */
 
 /** An accepted event, with everything the transaction needs worked out beforehand. */

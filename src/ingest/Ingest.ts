@@ -81,7 +81,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       // The SQLite writer thread takes the next batch while the previous one is reaching the disk.
       inFlight: file === undefined ? 1 : 2,
       commit: async (batch) => {
-        const snapshot = runSync(rules.current)
+        const snapshot = rules.unsafeCurrent()
         const now = DateTime.formatIso(DateTime.unsafeMake(clock.unsafeCurrentTimeMillis()))
         const { stored, unrouted, woken } = await commit(batch.map(({ event, row }) => arrival(snapshot, row, event, now)), now)
         metrics.unrouted(unrouted)

@@ -1,9 +1,7 @@
 import Database from "better-sqlite3"
-import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "../ingest/Apply.js"
-import type { VerificationState } from "../domain/Lifecycle.js"
+import { type Arrival, type Decided, freshOf, planDeliveries } from "../ingest/Apply.js"
 import type { Stored } from "./Events.js"
-import { storable } from "./Storable.js"
-import { FORWARD_ONLY, toRow, toState, type VerificationRow } from "./VerificationRow.js"
+import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
 
 /** What a committed batch tells the service: each webhook's answer, and the deliveries to announce. */
 export interface Committed {
@@ -32,7 +30,8 @@ const DELIVERY = columns([
 
 /**
  * The ingest transaction on SQLite with prepared statements on a connection of its own, run by the writer
- * thread (see SqliteWriter). The steps are those of the generic store's transaction in src/ingest/Ingest.ts.
+ * thread (see SqliteWriter). The steps are those of the generic store's transaction in src/ingest/Ingest.ts,
+ * except that the verification upsert itself decides staleness.
  */
 export const openSqliteWrite = (filename: string) => {
   const db = new Database(filename)
@@ -48,7 +47,6 @@ export const openSqliteWrite = (filename: string) => {
     `INSERT INTO events (${EVENT.list}) VALUES (${EVENT.params}) ON CONFLICT (dedupe_key) DO NOTHING`
   )
   const storedId = db.prepare<[string], { id: string }>("SELECT id FROM events WHERE dedupe_key = ?")
-  const readState = db.prepare<[string], VerificationRow>("SELECT * FROM verifications WHERE verification_id = ?")
   const saveState = db.prepare<[ReturnType<typeof toRow>], { verification_id: string }>(
     `INSERT INTO verifications (${VERIFICATION.list}) VALUES (${VERIFICATION.params}) ${FORWARD_ONLY} RETURNING verification_id`
   )
@@ -65,16 +63,14 @@ export const openSqliteWrite = (filename: string) => {
     const fresh = freshOf(batch, duplicate)
     if (fresh.length === 0) return { stored, woken: [], unrouted: 0 }
 
-    const states = new Map<string, VerificationState>()
-    for (const id of new Set(fresh.map(({ tracked }) => tracked.verificationId))) {
-      const row = readState.get(storable(id))
-      if (row !== undefined) states.set(id, toState(row))
-    }
-    const { changed, decided } = applyLifecycle(fresh, states)
+    // The forward-only upsert writes exactly when the event is not stale (its condition is isStale's negation),
+    // so one statement per event, in order, both decides what applyLifecycle would and writes the state.
     const written = new Set<string>()
-    for (const [id, state] of changed) {
-      if (saveState.get(toRow(id, state, now)) !== undefined) written.add(id)
-    }
+    const decided = fresh.map(({ row, tracked }): Decided => {
+      const wrote = saveState.get(toRow(tracked.verificationId, tracked.next, now)) !== undefined
+      if (wrote) written.add(tracked.verificationId)
+      return { row, tracked, stale: !wrote }
+    })
     const planned = planDeliveries(decided, written)
     for (const id of planned.staleIds) markStale.run(id)
     for (const delivery of planned.deliveries) insertDelivery.run(delivery)

@@ -53,10 +53,13 @@ describe("LosslessJson", () => {
   })
 
   it("gives the lossless canonical text from JSON.parse when the body is compact, and nothing otherwise", () => {
-    fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+    const values = fc.oneof(fc.jsonValue({ maxDepth: 6 }), fc.jsonValue({ maxDepth: 4, stringUnit: "binary" }))
+    fc.assert(fc.property(values, (value) => {
       const text = JSON.stringify(value)
       assert.strictEqual(exactCanonical(JSON.parse(text), text, "signature"), canonical(ok(text), "signature"))
-    }), { numRuns: 500 })
+    }), { numRuns: 1000 })
+    const escapes = `{"b":"\\"\\\\\\n\\u0001\\ud800","a":"\u00e9\ud83d\ude00"}`
+    assert.strictEqual(exactCanonical(JSON.parse(escapes), escapes), canonical(ok(escapes)))
     for (const { text } of eventFixtures) {
       const compact = JSON.stringify(JSON.parse(text))
       assert.strictEqual(exactCanonical(JSON.parse(compact), compact, "signature"), canonical(ok(compact), "signature"))
