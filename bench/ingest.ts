@@ -1,7 +1,8 @@
 /**
  * Ingest throughput of kyc-relay against a bare "verify and parse" `node:http` server, in one run:
- * baseline, kyc-relay on SQLite, kyc-relay on PostgreSQL, baseline again. Every request is a unique,
- * correctly signed VKYC_USER_CALL_QUEUED event, so kyc-relay stores each one rather than deduplicating.
+ * baseline, durable floor (bench/floor.ts: the baseline plus a minimal durable SQLite write), kyc-relay on
+ * SQLite, kyc-relay on PostgreSQL, baseline again. Every request is a unique, correctly signed
+ * VKYC_USER_CALL_QUEUED event, so kyc-relay stores each one rather than deduplicating.
  *
  *   npm run bench                                   # 50 connections, 2 s warm-up + 10 s per target
  *   BENCH_DURATION=30 BENCH_CONNECTIONS=100 npm run bench
@@ -32,6 +33,7 @@ const PG = { host: "127.0.0.1", port: 5432, user: "postgres", adminDatabase: "te
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const BASELINE_SCRIPT = fileURLToPath(new URL("./baseline.ts", import.meta.url))
+const FLOOR_SCRIPT = fileURLToPath(new URL("./floor.ts", import.meta.url))
 const PRODUCT_ENTRY = join(ROOT, "dist", "src", "main.js")
 
 const execFileAsync = promisify(execFile)
@@ -335,10 +337,13 @@ const clientCpuSeconds = () => {
 
 // ---------------------------------------------------------------------------------------------- targets
 
+/** The bare baseline, the durable floor (a reference that stores), or kyc-relay itself. */
+type Kind = "baseline" | "floor" | "product"
+
 interface Measurement {
   readonly label: string
   readonly store: string
-  readonly product: boolean
+  readonly kind: Kind
   readonly measured: LoadOutcome
   readonly peakRssKiB: number | undefined
   /** CPU used during the measured run, in % of one core. */
@@ -352,7 +357,7 @@ interface Measurement {
 interface TargetSpec {
   readonly label: string
   readonly store: string
-  readonly product: boolean
+  readonly kind: Kind
   readonly start: (port: number) => ServerChild
 }
 
@@ -371,12 +376,13 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
     return undefined
   }
   note(`${spec.label}: ready at ${server.url} (pid ${server.child.pid}); warm-up ${WARMUP_SECONDS} s`)
-  const warmup = await load(server.url, WARMUP_SECONDS, settings.connections, spec.product)
+  const stores = spec.kind !== "baseline"
+  const warmup = await load(server.url, WARMUP_SECONDS, settings.connections, stores)
   note(`${spec.label}: measuring ${settings.seconds} s with ${settings.connections} connections`)
   const serverBefore = cpuSeconds(server.child.pid)
   const clientBefore = clientCpuSeconds()
   const started = performance.now()
-  const measured = await load(server.url, settings.seconds, settings.connections, spec.product)
+  const measured = await load(server.url, settings.seconds, settings.connections, stores)
   const elapsed = (performance.now() - started) / 1000
   const serverAfter = cpuSeconds(server.child.pid)
   const clientAfter = clientCpuSeconds()
@@ -389,7 +395,7 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
     const { result } = outcome
     const bad = result.non2xx + result.errors
     if (bad > 0) {
-      const loud = spec.product ? "PRODUCT ANSWERED NON-2XX / FAILED REQUESTS" : "baseline answered non-2xx / failed requests"
+      const loud = spec.kind === "product" ? "PRODUCT ANSWERED NON-2XX / FAILED REQUESTS" : `${spec.kind} answered non-2xx / failed requests`
       warn(
         `${loud} — ${spec.label}, ${phase}: ${result.non2xx} non-2xx, ${result.errors} errors (${result.timeouts} timeouts); ` +
           `answers: ${describeAnswers(outcome.answers)}` +
@@ -409,7 +415,7 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
   return {
     label: spec.label,
     store: spec.store,
-    product: spec.product,
+    kind: spec.kind,
     measured,
     peakRssKiB: rss,
     serverCpu: serverBefore === undefined || serverAfter === undefined ? undefined : (100 * (serverAfter - serverBefore)) / elapsed,
@@ -422,13 +428,27 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
 const baselineTarget = (label: string): TargetSpec => ({
   label,
   store: "none",
-  product: false,
+  kind: "baseline",
   start: (port) =>
     startServer(label, ["--import", "tsx", BASELINE_SCRIPT], {
       CASHFREE_CLIENT_SECRET: SECRET,
       BASELINE_HOST: HOST,
       BASELINE_PORT: String(port),
       BASELINE_PATH: WEBHOOK_PATH
+    }, port)
+})
+
+const floorTarget = (database: string): TargetSpec => ({
+  label: "durable floor",
+  store: "SQLite",
+  kind: "floor",
+  start: (port) =>
+    startServer("durable floor", ["--import", "tsx", FLOOR_SCRIPT], {
+      CASHFREE_CLIENT_SECRET: SECRET,
+      FLOOR_DATABASE: database,
+      FLOOR_HOST: HOST,
+      FLOOR_PORT: String(port),
+      FLOOR_PATH: WEBHOOK_PATH
     }, port)
 })
 
@@ -459,7 +479,7 @@ const productTarget = (
 ): TargetSpec => ({
   label,
   store,
-  product: true,
+  kind: "product",
   start: (port) => {
     const config = join(directory, `${configName}.yaml`)
     writeFileSync(
@@ -879,7 +899,7 @@ const row = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
 const tableRow = (measurement: Measurement, baselineRate: number): string => {
   const { result } = measurement.measured
   return row([
-    measurement.product ? "kyc-relay" : measurement.label,
+    measurement.kind === "product" ? "kyc-relay" : measurement.label,
     measurement.store,
     rate(measurement).toFixed(0),
     ms(result.latency.p50),
@@ -922,7 +942,7 @@ const printReport = (
   pgVersion: string | undefined,
   deliveries: ReadonlyArray<DeliveryMeasurement>
 ) => {
-  const baselines = measurements.filter((m) => !m.product)
+  const baselines = measurements.filter((m) => m.kind === "baseline")
   const baselineRate = baselines.length === 0 ? 0 : baselines.reduce((sum, m) => sum + rate(m), 0) / baselines.length
   const lines: Array<string> = [
     "",
@@ -940,6 +960,8 @@ const printReport = (
   lines.push(
     "",
     `Baseline: bare node:http, header HMAC check + JSON.parse, no storage. "vs baseline" divides by the mean of the baseline runs.`,
+    "Durable floor: the baseline plus one row per webhook (unique key, body) in SQLite, group-committed on a writer thread " +
+      "that fsyncs the WAL before answering, as kyc-relay's does; nothing else (bench/floor.ts).",
     "Latency: autocannon records whole milliseconds, so 0 means under 1 ms. Peak RSS: VmHWM of the server process.",
     "CPU %: user + system time during the measured run, 100 = one core; the client is autocannon in this process.",
     `Load: autocannon ${settings.connections} connections, ${WARMUP_SECONDS} s warm-up then ${settings.seconds} s measured per target, ` +
@@ -1005,6 +1027,13 @@ const main = async () => {
   }
 
   keep(await runTarget(baselineTarget("baseline, run 1"), settings))
+
+  const floorFile = join(directory, "floor.db")
+  const floor = keep(await runTarget(floorTarget(floorFile), settings))
+  if (floor !== undefined) {
+    const { count, ids } = sqliteContents(floorFile)
+    checks.push(checkStore("durable floor", count, ids, floor))
+  }
 
   const sqliteFile = join(directory, "bench.db")
   const sqlite = keep(await runTarget(productTarget("kyc-relay on SQLite", "SQLite", `sqlite:${sqliteFile}`, directory), settings))
