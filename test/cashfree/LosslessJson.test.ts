@@ -58,6 +58,9 @@ describe("LosslessJson", () => {
       const text = JSON.stringify(value)
       assert.strictEqual(exactCanonical(JSON.parse(text), text, "signature"), canonical(ok(text), "signature"))
     }), { numRuns: 1000 })
+    for (const text of [`{"__proto__":{"x":1},"constructor":2,"signature":"s"}`, `{"b":[{"signature":1}],"a":-1.5e-7}`]) {
+      assert.strictEqual(exactCanonical(JSON.parse(text), text, "signature"), canonical(ok(text), "signature"), text)
+    }
     const escapes = `{"b":"\\"\\\\\\n\\u0001\\ud800","a":"\u00e9\ud83d\ude00"}`
     assert.strictEqual(exactCanonical(JSON.parse(escapes), escapes), canonical(ok(escapes)))
     for (const { text } of eventFixtures) {
