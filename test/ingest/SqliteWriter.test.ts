@@ -1,6 +1,14 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Effect } from "effect"
+import { DateTime, Effect, Layer } from "effect"
+import { stateOf } from "../../src/domain/Lifecycle.js"
+import { type Arrival, applyLifecycle } from "../../src/ingest/Apply.js"
+import { deliveryRow } from "../../src/ingest/Plan.js"
+import * as Sql from "../../src/store/Sql.js"
+import { openSqliteWrite } from "../../src/store/SqliteWrite.js"
+import { decodeFixture } from "../support/Conformance.js"
 import { fixture } from "../support/Fixtures.js"
 import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
 
@@ -75,5 +83,55 @@ describe("SQLite writer thread", () => {
       // Nothing of the refused event is left behind: no lifecycle state either.
       const states = other.prepare("SELECT COUNT(*) AS n FROM verifications WHERE verification_id = 'vkyc_poison'").get() as { n: number }
       assert.strictEqual(states.n, 0)
+    }))
+
+  it.scopedLive("decides within one batch what applyLifecycle decides: late and post-final events are stale", () =>
+    Effect.gen(function*() {
+      const store = yield* tempSqlite
+      // Migrated by the service's own layer, then written by the writer's transaction directly.
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(
+        Effect.provide(Sql.layer(store).pipe(Layer.provide(NodeContext.layer))),
+        Effect.scoped
+      )
+      const now = "2026-01-01T00:00:00.000Z"
+      // One verification, in one batch: queued, the auditor's final decision, then an older and a later event.
+      const types = ["VKYC_USER_CALL_QUEUED", "VKYC_AUDITOR_REVIEW_COMPLETED", "VKYC_USER_LINK_GENERATED", "VKYC_USER_CALL_STARTED"]
+      const batch = types.map((eventType, i): Arrival => {
+        const event = decodeFixture(eventType)
+        const id = `evt_batch_${i}`
+        const eventTime = DateTime.formatIso(event.event_time)
+        const target = { instance: "crm", route: 0, params: {}, retry: undefined }
+        return {
+          row: {
+            id, dedupe_key: `${eventTime}|${id}`, status: "accepted", event_type: eventType,
+            verification_id: event.data.verification_id, event_status: null, event_sub_status: null, event_time: eventTime,
+            received_at: now, scheme: "header", secret_index: 0, webhook_attempt: null, webhook_version: null,
+            webhook_timestamp: null, idempotency_key: null, body: fixture(eventType).text, problems: null
+          },
+          tracked: {
+            verificationId: event.data.verification_id,
+            next: stateOf(id, event, eventTime),
+            deliveries: [deliveryRow(id, target, now)],
+            deliveriesIfStale: []
+          }
+        }
+      })
+      const expected = applyLifecycle(batch.map(({ row, tracked }) => ({ row, tracked: tracked! })), new Map())
+      assert.deepStrictEqual(expected.decided.map((d) => d.stale), [false, false, true, true])
+
+      const writer = openSqliteWrite(store.slice("sqlite:".length))
+      yield* Effect.addFinalizer(() => Effect.sync(() => writer.close()))
+      const committed = writer.commit(batch, now)
+      assert.deepStrictEqual(committed.woken, [["crm", 2]])
+      assert.strictEqual(committed.unrouted, 2)
+
+      const db = new Database(store.slice("sqlite:".length), { readonly: true })
+      yield* Effect.addFinalizer(() => Effect.sync(() => db.close()))
+      const stale = db.prepare("SELECT stale FROM events ORDER BY id").pluck().all()
+      assert.deepStrictEqual(stale, expected.decided.map((d) => (d.stale ? 1 : 0)))
+      const delivered = db.prepare("SELECT event_id FROM deliveries ORDER BY event_id").pluck().all()
+      assert.deepStrictEqual(delivered, ["evt_batch_0", "evt_batch_1"])
+      const state = db.prepare("SELECT event_id, status FROM verifications").all()
+      assert.deepStrictEqual(state, [{ event_id: "evt_batch_1", status: "AUDITOR_REVIEWED" }])
     }))
 })
