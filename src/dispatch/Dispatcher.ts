@@ -270,6 +270,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           Effect.annotateLogs({
             delivery_id: row.id,
             event_id: row.event_id,
+            ...(row.verification_id === null ? {} : { verification_id: row.verification_id }),
             instance: spec.name,
             attempt: row.attempts,
             ...(finish.error === null ? {} : { error: finish.error }),

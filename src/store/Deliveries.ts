@@ -61,10 +61,14 @@ export interface QueueStats {
   readonly oldestDue: string | null
 }
 
-/** A delivery as claimed, with what a worker needs of its event (`body` is null if the event is gone). */
+/**
+ * A delivery as claimed, with what a worker needs of its event (`body` is null if the event is gone) and its
+ * verification id for the logs.
+ */
 export const ClaimedRow = Schema.Struct({
   ...DeliveryRow.fields,
   body: Schema.NullOr(Schema.String),
+  verification_id: Schema.NullOr(Schema.String),
   stale: Schema.transform(Schema.NullOr(Schema.Union(Schema.Number, Schema.String, Schema.Boolean)), Schema.Boolean, {
     strict: true,
     decode: (stale) => stale === true || Number(stale) === 1,
@@ -102,7 +106,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
     /**
      * Takes up to `limit` due deliveries of one instance: pending ones whose time has come, and running ones
      * whose lease ran out (their worker died). The lease marks them as `owner`'s until `leaseUntil`. Each row
-     * comes with its event's body and stale flag, so a worker needs no further read.
+     * comes with its event's body, stale flag and verification id, so a worker needs no further read.
      */
     const claim = Effect.fn("Deliveries.claim")(function*(
       instance: string,
@@ -123,7 +127,8 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
             ${skipLocked})
           RETURNING *,
             (SELECT body FROM events WHERE events.id = deliveries.event_id) AS body,
-            (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale`
+            (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale,
+            (SELECT verification_id FROM events WHERE events.id = deliveries.event_id) AS verification_id`
       const overdue = yield* take(sql`state = 'running' AND lease_until < ${now}`, limit)
       const due = overdue.length < limit ? yield* take(sql`state = 'pending' AND next_attempt_at <= ${now}`, limit - overdue.length) : []
       // RETURNING keeps no order: oldest first, as they were chosen.
