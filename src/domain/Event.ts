@@ -1,4 +1,4 @@
-import { DateTime, ParseResult, Schema } from "effect"
+import { DateTime, Option, ParseResult, Schema } from "effect"
 
 /**
  * A string enum that Cashfree may extend: known values decode to their literal, anything else
@@ -83,6 +83,12 @@ export const EventTime = Schema.transformOrFail(Schema.String, Schema.DateTimeUt
   },
   encode: (time) => ParseResult.succeed(DateTime.formatIso(time).replace(".000Z", "Z"))
 }).annotations({ identifier: "EventTime" })
+
+const decodeEventTime = Schema.decodeUnknownOption(EventTime)
+
+/** `raw` as the store writes an event's time (ISO 8601, UTC), or undefined if it is not a time Cashfree writes. */
+export const eventTimeIso = (raw: unknown): string | undefined =>
+  Option.getOrUndefined(Option.map(decodeEventTime(raw), DateTime.formatIso))
 
 /** Date.parse rolls 2025-02-30 over into March; a time Cashfree sent must exist as written. */
 const isCalendarTime = (iso: string): boolean => {

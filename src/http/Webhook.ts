@@ -4,7 +4,7 @@ import { DateTime, Duration, Effect, Either, FiberRef, FiberRefs, LogLevel, Runt
 import { canonical, exactCanonical, lexemeAt, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
-import { CashfreeEvent, isKnownEventType } from "../domain/Event.js"
+import { CashfreeEvent, eventTimeIso, isKnownEventType } from "../domain/Event.js"
 import { issuesOf, pathText } from "../domain/Issues.js"
 import { Ingest } from "../ingest/Ingest.js"
 import type { EventRow, Stored } from "../store/Events.js"
@@ -28,11 +28,14 @@ const header = (headers: IncomingHttpHeaders, name: string): string | undefined 
 export const newEventId = () => `evt_${Date.now().toString(36).padStart(9, "0")}${randomUUID().replace(/-/g, "").slice(0, 16)}`
 
 /**
- * The event's time as stored, then the SHA-256 of the canonical body minus `signature`: a retry signed again with
- * a new timestamp is still a duplicate. Both parts come from the body alone; the time first keeps new keys
- * together at the end of the unique index instead of on a random page each.
+ * The event's time (see eventTimeIso), then the SHA-256 of the canonical body minus `signature`: a retry signed
+ * again with a new timestamp is still a duplicate. Both parts come from the body alone, and the time is read the
+ * same way whether or not the rest of the event decodes, so a retry of a quarantined event that a later release
+ * accepts keeps its key. The time first keeps new keys together at the end of the unique index instead of on a
+ * random page each; a time that does not read as one gives an empty prefix.
  */
-export const dedupeKey = (eventTime: string | null, canonicalBody: string) => `${eventTime ?? ""}|${hash("sha256", canonicalBody, "hex")}`
+export const dedupeKey = (eventTime: string | undefined, canonicalBody: string) =>
+  `${eventTime ?? ""}|${hash("sha256", canonicalBody, "hex")}`
 
 const INTEGER = /^-?\d+$/
 
@@ -168,7 +171,10 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       const eventTime = Either.isRight(decoded) ? DateTime.formatIso(decoded.right.event_time) : textField(raw.event_time)
       const row: EventRow = {
         id: newEventId(),
-        dedupe_key: dedupeKey(eventTime, body.canonical ?? canonical(body.document, "signature")),
+        dedupe_key: dedupeKey(
+          Either.isRight(decoded) ? eventTime! : eventTimeIso(raw.event_time),
+          body.canonical ?? canonical(body.document, "signature")
+        ),
         status: Either.isRight(decoded) ? "accepted" : "quarantined",
         event_type: textField(raw.event_type),
         verification_id: textField(data.verification_id),

@@ -7,6 +7,7 @@ import { dirname } from "node:path"
 import { createEvents } from "./migrations/0001_events.js"
 import { createDeliveries } from "./migrations/0002_deliveries.js"
 import { prefixDedupeKeys } from "./migrations/0003_dedupe_time.js"
+import { readDedupeTimes } from "./migrations/0004_dedupe_time_read.js"
 
 export type StoreKind = "sqlite" | "postgres"
 
@@ -46,7 +47,8 @@ const runMigrations = Migrator.make({})({
   loader: Migrator.fromRecord({
     "0001_events": createEvents,
     "0002_deliveries": createDeliveries,
-    "0003_dedupe_time": prefixDedupeKeys
+    "0003_dedupe_time": prefixDedupeKeys,
+    "0004_dedupe_time_read": readDedupeTimes
   })
 }).pipe(Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }))
 

@@ -194,6 +194,22 @@ describe.each(STORES)("webhooks on $name", ({ make }) => {
       const again = yield* post(relay.webhookUrl, unknown, signedHeaders(SECRET, unknown, "1"))
       assert.deepStrictEqual([again.body.status, again.body.event_id], ["duplicate", a.body.event_id])
     }))
+
+  it.scopedLive("keys a quarantined event by its time as an accepted one would be keyed, and a junk time not at all", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay({ store: yield* make, secrets: [SECRET] })
+      // Valid time, broken data: a later release that accepts this event must still see its retries as duplicates.
+      const broken = fixture("VKYC_USER_CALL_QUEUED").text.replace("\"reference_id\": 10449", "\"reference_id\": \"ten\"")
+      // An event_time of 4 000 characters must not make the key too long for the store's index.
+      const junk = fixture("VKYC_USER_CALL_QUEUED").text.replace("2025-05-23T14:29:02Z", "9".repeat(4_000))
+      const answers = []
+      for (const text of [broken, junk]) answers.push(yield* post(relay.webhookUrl, text, signedHeaders(SECRET, text)))
+      assert.deepStrictEqual(answers.map((a) => [a.status, a.body.status]), [[200, "quarantined"], [200, "quarantined"]])
+      const rows = yield* relay.events.list({ quarantined: true, limit: 10 })
+      const keyOf = (id: string) => rows.find((row) => row.id === id)!.dedupe_key
+      assert.match(keyOf(answers[0]!.body.event_id), /^2025-05-23T14:29:02\.000Z\|[0-9a-f]{64}$/)
+      assert.match(keyOf(answers[1]!.body.event_id), /^\|[0-9a-f]{64}$/)
+    }))
 })
 
 describe("webhook request handling", () => {

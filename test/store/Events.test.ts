@@ -4,9 +4,11 @@ import { Migrator, SqlClient } from "@effect/sql"
 import { Effect, Either, Layer } from "effect"
 import { createHash } from "node:crypto"
 import { canonical, parse } from "../../src/cashfree/LosslessJson.js"
+import { eventTimeIso } from "../../src/domain/Event.js"
 import { dedupeKey } from "../../src/http/Webhook.js"
 import { createEvents } from "../../src/store/migrations/0001_events.js"
 import { createDeliveries } from "../../src/store/migrations/0002_deliveries.js"
+import { prefixDedupeKeys } from "../../src/store/migrations/0003_dedupe_time.js"
 import { Events, type EventRow } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
@@ -124,11 +126,64 @@ describe.each(STORES)("event store on $name", ({ make }) => {
         const events = yield* Events
         const retry = yield* events.insertBatch([row("retry", dedupeKey(eventTime, canonicalBody), { event_time: eventTime, body })])
         assert.deepStrictEqual(retry, [{ eventId: "old", duplicate: true }])
-        const again = yield* events.insertBatch([row("again", dedupeKey(null, "x"), { event_time: null })])
+        const again = yield* events.insertBatch([row("again", dedupeKey(undefined, "x"), { event_time: null })])
         assert.deepStrictEqual(again, [{ eventId: "again", duplicate: false }])
         const sql = yield* SqlClient.SqlClient
         const keys = yield* sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE id = 'bare'`
         assert.deepStrictEqual(keys, [{ id: "bare", dedupe_key: `|${"f".repeat(64)}` }])
+      }).pipe(Effect.provide(Events.Default.pipe(Layer.provideMerge(Sql.layer(url)), Layer.provide(NodeContext.layer))))
+    }))
+
+  it.scopedLive("re-keys events quarantined or replayed under the raw-time prefix, so that their retries stay duplicates", () =>
+    Effect.gen(function*() {
+      const url = yield* make
+      const hashOf = (n: number) => createHash("sha256").update(`body ${n}`).digest("hex")
+      // Keys as the release before 0004 made them: a quarantined event's prefix was its time as received, and a
+      // replay that accepted it kept that prefix while storing the time in ISO form.
+      yield* Effect.gen(function*() {
+        yield* Migrator.make({})({
+          table: "kyc_relay_migrations",
+          loader: Migrator.fromRecord({
+            "0001_events": createEvents,
+            "0002_deliveries": createDeliveries,
+            "0003_dedupe_time": prefixDedupeKeys
+          })
+        })
+        const sql = yield* SqlClient.SqlClient
+        const rows = [
+          row("quarantined", `2025-05-23T14:29:02Z|${hashOf(1)}`, { status: "quarantined", event_time: "2025-05-23T14:29:02Z" }),
+          row("replayed", `2024-02-15 16:53:15|${hashOf(2)}`, { event_time: "2024-02-15T16:53:15.000Z" }),
+          row("junk", `yesterday|${hashOf(3)}`, { status: "quarantined", event_time: "yesterday" }),
+          // The accepted copy of a quarantined event, stored after an upgrade under the new form of its key.
+          row("copy", `2025-05-22T03:51:14.000Z|${hashOf(4)}`, { event_time: "2025-05-22T03:51:14.000Z" }),
+          row("original", `2025-05-22T03:51:14Z|${hashOf(4)}`, { status: "quarantined", event_time: "2025-05-22T03:51:14Z" }),
+          row("current", `2025-05-23T14:29:02.000Z|${hashOf(5)}`)
+        ]
+        for (const r of rows) yield* sql`INSERT INTO events ${sql.insert({ ...r, stale: 0 })}`
+      }).pipe(Effect.provide(Sql.clientLayer(url)), Effect.scoped)
+
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const keys = yield* sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events ORDER BY id`
+        assert.deepStrictEqual(Object.fromEntries(keys.map((k) => [k.id, k.dedupe_key])), {
+          copy: `2025-05-22T03:51:14.000Z|${hashOf(4)}`,
+          current: `2025-05-23T14:29:02.000Z|${hashOf(5)}`,
+          junk: `|${hashOf(3)}`,
+          original: `2025-05-22T03:51:14Z|${hashOf(4)}`,
+          quarantined: `2025-05-23T14:29:02.000Z|${hashOf(1)}`,
+          replayed: `2024-02-15T16:53:15.000Z|${hashOf(2)}`
+        })
+        const events = yield* Events
+        const retries = yield* events.insertBatch([
+          row("r1", `${eventTimeIso("2025-05-23T14:29:02Z")}|${hashOf(1)}`),
+          row("r2", `${eventTimeIso("2024-02-15 16:53:15")}|${hashOf(2)}`),
+          row("r3", `${eventTimeIso("yesterday") ?? ""}|${hashOf(3)}`)
+        ])
+        assert.deepStrictEqual(retries.map((r) => [r.eventId, r.duplicate]), [
+          ["quarantined", true],
+          ["replayed", true],
+          ["junk", true]
+        ])
       }).pipe(Effect.provide(Events.Default.pipe(Layer.provideMerge(Sql.layer(url)), Layer.provide(NodeContext.layer))))
     }))
 })
