@@ -58,7 +58,7 @@ export const ServerSettings = Schema.Struct({
 export const CashfreeSettings = Schema.Struct({
   /** Current secret first, then previous ones still being rotated out. */
   secrets: Schema.Array(Secret).pipe(Schema.minItems(1, { message: () => "at least one client secret" })),
-  signature: Schema.optionalWith(Schema.Literal("auto", "header", "body"), { default: () => "auto" as const }),
+  signature: Schema.optionalWith(Schema.Literal("auto", "header", "body"), { default: () => "header" as const }),
   /**
    * When set, a header-signed webhook whose x-webhook-timestamp is further than this from now is refused.
    * Off by default: Cashfree may retry with the original timestamp, and dedupe already stops replays.

@@ -104,11 +104,18 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       if (headerCheck !== undefined && tolerance !== undefined && !(Math.abs(now - Number(signed.timestamp)) <= Duration.toMillis(tolerance))) {
         return Either.left(unauthorized(`x-webhook-timestamp is more than ${Duration.format(tolerance)} away from now`))
       }
+      // Without the headers the signature is inside the body: a body that cannot be read has no signature to check.
+      const unreadable = (detail: string) =>
+        Either.left(
+          headerCheck === undefined
+            ? unauthorized(`No signature to check: ${detail}, and the x-webhook-signature headers are missing`)
+            : malformed(`${detail[0]!.toUpperCase()}${detail.slice(1)}`)
+        )
       let text: string
       try {
         text = utf8.decode(request.body)
       } catch {
-        return Either.left(malformed("The body is not valid UTF-8"))
+        return unreadable("the body is not valid UTF-8")
       }
       const parsed = parseJson(text)
       // The legacy scheme's signing string needs the lossless parse whatever the body looks like.
@@ -117,8 +124,8 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       if (exact !== undefined) body = { text, parsed, canonical: exact }
       else {
         const document = parse(text)
-        if (Either.isLeft(document)) return Either.left(malformed(`The body is not valid JSON: ${document.left.message}`))
-        if (parsed === NOT_JSON) return Either.left(malformed("The body is not valid JSON"))
+        if (Either.isLeft(document)) return unreadable(`the body is not valid JSON: ${document.left.message}`)
+        if (parsed === NOT_JSON) return unreadable("the body is not valid JSON")
         body = { text, parsed, document: document.right }
       }
       const verified = headerCheck ?? verifyLegacy(secrets, body.document!)

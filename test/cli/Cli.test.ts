@@ -53,8 +53,11 @@ describe("kyc-relay command", () => {
       assert.match(first.stdout, /-> 200 \{"status":"accepted","event_id":"evt_/)
       const again = yield* runCli(["send", "VKYC_USER_LINK_GENERATED", ...args], ENV)
       assert.match(again.stdout, /-> 200 \{"status":"duplicate"/)
+      // The legacy in-body scheme is off unless cashfree.signature turns it on.
       const legacy = yield* runCli(["send", "KYC_LINK_EXPIRED", "--scheme", "body", ...args], ENV)
-      assert.match(legacy.stdout, /\(body signature\) -> 200 \{"status":"accepted"/)
+      assert.match(legacy.stdout, /\(body signature\) -> 401 /)
+      const link = yield* runCli(["send", "KYC_LINK_EXPIRED", ...args], ENV)
+      assert.match(link.stdout, /-> 200 \{"status":"accepted"/)
       const wrong = yield* runCli(["send", "VKYC_USER_CALL_QUEUED", "--secret", "wrong", ...args], ENV)
       assert.strictEqual(wrong.code, 1)
       assert.match(wrong.stdout, /-> 401 /)

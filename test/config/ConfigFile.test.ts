@@ -34,7 +34,7 @@ describe("configuration file", () => {
         },
         {
           server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144, trusted_proxies: [] },
-          cashfree: { secrets: ["s3cret", "older"], signature: "auto" },
+          cashfree: { secrets: ["s3cret", "older"], signature: "header" },
           store: { url: "sqlite:/var/lib/kyc/relay.db" }
         }
       )
