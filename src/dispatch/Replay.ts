@@ -1,11 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, DateTime, Effect, Either } from "effect"
-import { decodeEventJson } from "../domain/Event.js"
+import { decodeStoredBody } from "../domain/Decode.js"
+import type { CashfreeEvent } from "../domain/Event.js"
+import { isStale, stateOf } from "../domain/Lifecycle.js"
 import { deliveryRow } from "../ingest/Plan.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { Events } from "../store/Events.js"
+import { Verifications } from "../store/Verifications.js"
 import { Rules, targetsFor } from "./Rules.js"
-
 
 export interface Replayed {
   readonly events: number
@@ -23,8 +25,26 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
     const events = yield* Events
     const deliveries = yield* Deliveries
     const rules = yield* Rules
+    const verifications = yield* Verifications
 
     const now = Effect.map(Clock.currentTimeMillis, (millis) => DateTime.formatIso(DateTime.unsafeMake(millis)))
+
+    /**
+     * A quarantined event that now decodes becomes accepted and joins its verification's lifecycle as if it had
+     * just arrived: it moves the state on, or is stale if the verification has moved past it. Returns `stale`.
+     */
+    const accept = (eventId: string, event: CashfreeEvent, now: string) =>
+      Effect.gen(function*() {
+        const eventTime = DateTime.formatIso(event.event_time)
+        yield* events.accept(eventId, eventTime)
+        const verificationId = event.data.verification_id
+        const next = stateOf(eventId, event, eventTime)
+        const current = (yield* verifications.getMany([verificationId])).get(verificationId) ?? null
+        // save() writes only forward, so a state another process wrote meanwhile wins, as at ingest.
+        const stale = isStale(current, next) || !(yield* verifications.save(new Map([[verificationId, next]]), now)).has(verificationId)
+        if (stale) yield* events.markStale([eventId])
+        return stale
+      })
 
     /** Routes the chosen events again; a quarantined one is routed only if it now decodes. */
     const reroute = (filter: Parameters<typeof events.select>[0]) =>
@@ -35,13 +55,13 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
         let routed = 0
         let scheduled = 0
         let stillQuarantined = 0
-        for (const { row, stale } of chosen) {
-          const decoded = decodeEventJson(row.body)
+        for (const { row, stale: storedStale } of chosen) {
+          const decoded = decodeStoredBody(row.body)
           if (Either.isLeft(decoded)) {
             stillQuarantined++
             continue
           }
-          if (row.status === "quarantined") yield* events.accept(row.id, DateTime.formatIso(decoded.right.event_time))
+          const stale = row.status === "quarantined" ? yield* accept(row.id, decoded.right, at) : storedStale
           const rows = targetsFor(snapshot, decoded.right, stale).map((target) => deliveryRow(row.id, target, at))
           yield* deliveries.reschedule(rows).pipe(Effect.orDie)
           routed++
@@ -71,5 +91,5 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
 
     return { event, quarantined, range, dead } as const
   }),
-  dependencies: [Events.Default, Deliveries.Default, Rules.Default]
+  dependencies: [Events.Default, Deliveries.Default, Rules.Default, Verifications.Default]
 }) {}

@@ -1,3 +1,5 @@
+import type { FieldProblem } from "../domain/Decode.js"
+
 /** What an HTTP handler answers; the server turns it into bytes. */
 export interface Reply {
   readonly status: number
@@ -6,10 +8,6 @@ export interface Reply {
   readonly headers?: Readonly<Record<string, string>>
 }
 
-export interface FieldProblem {
-  readonly path: string
-  readonly message: string
-}
 
 export const json = (status: number, body: unknown): Reply => ({ status, body, contentType: "application/json" })
 

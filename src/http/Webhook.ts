@@ -1,15 +1,15 @@
 import { hash, randomUUID } from "node:crypto"
 import type { IncomingHttpHeaders } from "node:http"
-import { DateTime, Duration, Effect, Either, FiberRef, FiberRefs, LogLevel, Runtime, Schema } from "effect"
+import { DateTime, Duration, Effect, Either, FiberRef, FiberRefs, LogLevel, Runtime } from "effect"
 import { canonical, exactCanonical, lexemeAt, parse, type LosslessJson } from "../cashfree/LosslessJson.js"
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
-import { CashfreeEvent, eventTimeIso, isKnownEventType } from "../domain/Event.js"
-import { issuesOf, pathText } from "../domain/Issues.js"
+import { decodeBody } from "../domain/Decode.js"
+import { eventTimeIso } from "../domain/Event.js"
 import { Ingest } from "../ingest/Ingest.js"
 import type { EventRow, Stored } from "../store/Events.js"
 import { storable } from "../store/Storable.js"
-import { json, problem, type FieldProblem, type Reply } from "./Reply.js"
+import { json, problem, type Reply } from "./Reply.js"
 
 export interface WebhookRequest {
   readonly headers: IncomingHttpHeaders
@@ -17,7 +17,6 @@ export interface WebhookRequest {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
-const decodeEvent = Schema.decodeUnknownEither(CashfreeEvent, { errors: "all" })
 
 const header = (headers: IncomingHttpHeaders, name: string): string | undefined => {
   const value = headers[name]
@@ -37,23 +36,7 @@ export const newEventId = () => `evt_${Date.now().toString(36).padStart(9, "0")}
 export const dedupeKey = (eventTime: string | undefined, canonicalBody: string) =>
   `${eventTime ?? ""}|${hash("sha256", canonicalBody, "hex")}`
 
-const INTEGER = /^-?\d+$/
-
-/**
- * Cashfree ids must arrive as integer lexemes: JSON.parse would turn 4503599627370497.5 into the integer
- * 4503599627370498, a different id, before any Schema could see the fraction. `lexeme` gives a number's text as
- * received at a path.
- */
-const inexactIds = (data: Record<string, unknown>, lexeme: (path: ReadonlyArray<string | number>) => string | undefined) => {
-  const details = data.verification_details
-  const paths: Array<ReadonlyArray<string | number>> = [["data", "reference_id"], ["data", "user_reference_id"]]
-  if (Array.isArray(details)) details.forEach((_, i) => paths.push(["data", "verification_details", i, "reference_id"]))
-  return paths.filter((path) => {
-    const text = lexeme(path)
-    return text !== undefined && !INTEGER.test(text)
-  }).map((path) => path.join("."))
-}
-
+// A number's text where JSON.parse's result is exact (see Body): re-serialising it gives the lexeme back.
 const numberAt = (value: unknown, path: ReadonlyArray<string | number>): string | undefined => {
   let here = value
   for (const step of path) here = typeof here === "object" && here !== null ? (here as Record<string, unknown>)[step] : undefined
@@ -161,19 +144,10 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       const { text } = body
       const raw = body.parsed as Record<string, unknown>
       const data = typeof raw.data === "object" && raw.data !== null && !Array.isArray(raw.data) ? raw.data as Record<string, unknown> : {}
-      const inexact = inexactIds(
-        data,
+      const decoded = decodeBody(
+        raw,
         body.document === undefined ? (path) => numberAt(raw, path) : (path) => lexemeAt(body.document, path)
       )
-      const decoded = !isKnownEventType(raw.event_type)
-        ? Either.left<ReadonlyArray<FieldProblem>>([{
-          path: "event_type",
-          message: typeof raw.event_type === "string" ? "not an event type kyc-relay knows" : "expected a string"
-        }])
-        : inexact.length > 0
-        ? Either.left(inexact.map((path) => ({ path, message: "expected an integer, written without a fraction or exponent" })))
-        : Either.mapLeft(decodeEvent(raw), (error): ReadonlyArray<FieldProblem> =>
-          issuesOf(error).map((issue) => ({ path: pathText(issue.path), message: issue.message })))
 
       const eventTime = Either.isRight(decoded) ? DateTime.formatIso(decoded.right.event_time) : textField(raw.event_time)
       const row: EventRow = {

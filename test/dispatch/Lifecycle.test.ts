@@ -96,6 +96,36 @@ describe.each(STORES)("lifecycle and replay on $name", ({ make }) => {
       const nothing = yield* relay.replay.range("2000-01-01T00:00:00.000Z", "2000-01-02T00:00:00.000Z")
       assert.deepStrictEqual(nothing, { events: 0, deliveries: 0, stillQuarantined: 0, orphaned: [] })
     }))
+
+  it.scopedLive("runs quarantined events that now decode through the lifecycle, and keeps ids exact on replay", () =>
+    Effect.gen(function*() {
+      const crm = yield* startReceiver()
+      const audit = yield* startReceiver()
+      const relay = yield* startRelay({ store: yield* make, secrets: [SECRET], extra: sinks(crm.url, audit.url) })
+      const decision = fixture("VKYC_AUDITOR_REVIEW_COMPLETED").text
+      assert.strictEqual((yield* post(relay.webhookUrl, decision, signedHeaders(SECRET, decision))).status, 200)
+      yield* eventually(() => crm.received.length === 1 && audit.received.length === 1)
+
+      // Events an earlier release quarantined: an older step of the same verification, which decodes now, and
+      // one whose id has a fraction that JSON.parse would round away.
+      const queued = fixture("VKYC_USER_CALL_QUEUED").text
+      const inexact = queued.replace("\"reference_id\": 10449", "\"reference_id\": 4503599627370497.5")
+      const quarantined = (id: string, body: string) => ({
+        id, dedupe_key: `${id}|${"0".repeat(64)}`, status: "quarantined" as const, event_type: "VKYC_USER_CALL_QUEUED",
+        verification_id: "vkyc_onb_7f3a21", event_status: "PRE_VIDEO_CALL", event_sub_status: "USER_QUEUED",
+        event_time: "2025-05-23T14:29:02Z", received_at: "2026-01-01T00:00:00.000Z", scheme: "header" as const, secret_index: 0,
+        webhook_attempt: null, webhook_version: null, webhook_timestamp: null, idempotency_key: null, body, problems: "[]"
+      })
+      yield* relay.events.insertBatch([quarantined("evt_old_queued", queued), quarantined("evt_old_inexact", inexact)])
+
+      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 1, deliveries: 1, stillQuarantined: 1, orphaned: [] })
+      yield* eventually(() => audit.received.length === 2)
+      yield* pause(200)
+      assert.strictEqual(crm.received.length, 1, "the CRM route skips an event older than the auditor's decision")
+      assert.deepStrictEqual([audit.received[1]!.json.event_type, audit.received[1]!.json.stale], ["VKYC_USER_CALL_QUEUED", true])
+      const still = yield* relay.events.list({ quarantined: true, limit: 10 })
+      assert.deepStrictEqual(still.map((row) => row.id), ["evt_old_inexact"])
+    }))
 })
 
 describe("lifecycle with two relays on one PostgreSQL database", () => {
