@@ -204,8 +204,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         })
       })
 
+    // Suspended, so that a plugin that throws instead of failing becomes a recorded attempt like any other defect.
     const call = (spec: InstanceSpec, instance: PluginInstance, { current, row }: Ready, event: CashfreeEvent) =>
-      instance.handle(event, {
+      Effect.suspend(() => instance.handle(event, {
         deliveryId: row.id,
         eventId: row.event_id,
         instance: spec.name,
@@ -213,7 +214,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
         params: JSON.parse(row.params) as Record<string, unknown>,
         lifecycle: { stale: row.stale, current }
-      }).pipe(
+      })).pipe(
         Effect.timeoutFail({
           duration: spec.timeout,
           onTimeout: () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })

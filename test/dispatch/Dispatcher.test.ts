@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Schedule, TestClock } from "effect"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
@@ -146,5 +146,36 @@ describe("dispatch with the TestClock", () => {
       const h = yield* history(relay2)
       assert.strictEqual(h.state, "dead")
       assert.match(h.lastError!, /^gave up: the next attempt would be past max_age \(5m\)/)
+    }))
+})
+
+describe("dispatch with a faulty plugin", () => {
+  it.scopedLive("records a plugin that throws instead of failing as an attempt, and dead-letters it after max_attempts", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay({
+        store: yield* tempSqlite,
+        secrets: [SECRET],
+        extra: `
+plugins:
+  buggy:
+    use: ./test/plugin/fixtures/throwing-plugin.mjs
+routes:
+  - to: buggy
+retry:
+  initial_delay: 100ms
+  jitter: 0
+  max_attempts: 2
+dispatch:
+  poll_interval: 100ms
+`
+      })
+      assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_STARTED")).status, 200)
+      yield* relay.deliveries.countByState.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (counts) => counts.dead === 1 }),
+        Effect.timeout("10 seconds")
+      )
+      const h = yield* history(relay)
+      assert.deepStrictEqual(h.attempts.map(([, outcome]) => outcome), ["Retryable", "Retryable"])
+      assert.match(h.lastError!, /the plugin failed unexpectedly: Error: plugin bug/)
     }))
 })
