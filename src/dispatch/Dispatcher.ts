@@ -21,7 +21,7 @@ import { hostname } from "node:os"
 import { type Loaded, Settings } from "../config/ConfigFile.js"
 import { RetryOverrides } from "../config/RelayConfig.js"
 import { type CashfreeEvent, decodeEventJson } from "../domain/Event.js"
-import type { VerificationState } from "../domain/Lifecycle.js"
+import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
@@ -204,6 +204,16 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         })
       })
 
+    /**
+     * Stale as stored, or since: a delivery retried after a newer event of its verification was applied (and
+     * perhaps delivered) must not be handed over as current, or a CRM would go back to the older state.
+     */
+    const staleNow = (row: ClaimedRow, event: CashfreeEvent, current: VerificationState | null) =>
+      row.stale || (
+        current !== null && current.eventId !== row.event_id &&
+        isStale(current, stateOf(row.event_id, event, DateTime.formatIso(event.event_time)))
+      )
+
     // Suspended, so that a plugin that throws instead of failing becomes a recorded attempt like any other defect.
     const call = (spec: InstanceSpec, instance: PluginInstance, { current, row }: Ready, event: CashfreeEvent) =>
       Effect.suspend(() => instance.handle(event, {
@@ -213,7 +223,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         attempt: row.attempts,
         idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
         params: JSON.parse(row.params) as Record<string, unknown>,
-        lifecycle: { stale: row.stale, current }
+        lifecycle: { stale: staleNow(row, event, current), current }
       })).pipe(
         Effect.timeoutFail({
           duration: spec.timeout,

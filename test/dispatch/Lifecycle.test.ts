@@ -64,6 +64,40 @@ describe.each(STORES)("lifecycle and replay on $name", ({ make }) => {
       )
     }))
 
+  it.scopedLive("hands a retry over as stale once a newer event of its verification has been applied", () =>
+    Effect.gen(function*() {
+      // The CRM is down for the first call only: the older event is retried after the newer one went through.
+      const crm = yield* startReceiver((_req, index) => ({ status: index === 0 ? 503 : 200 }))
+      const relay = yield* startRelay({
+        store: yield* make,
+        secrets: [SECRET],
+        extra: `
+plugins:
+  crm:
+    use: webhook
+    url: ${crm.url}/contacts
+routes:
+  - to: crm
+retry:
+  initial_delay: 1s
+  jitter: 0
+dispatch:
+  poll_interval: 100ms
+`
+      })
+      for (const type of ["VKYC_USER_LINK_GENERATED", "VKYC_AUDITOR_REVIEW_COMPLETED"]) {
+        const text = fixture(type).text
+        assert.strictEqual((yield* post(relay.webhookUrl, text, signedHeaders(SECRET, text))).status, 200)
+        yield* eventually(() => crm.received.length === (type === "VKYC_USER_LINK_GENERATED" ? 1 : 2))
+      }
+      yield* eventually(() => crm.received.length === 3)
+      assert.deepStrictEqual(crm.received.map((r) => [r.json.event_type, r.json.stale]), [
+        ["VKYC_USER_LINK_GENERATED", false],
+        ["VKYC_AUDITOR_REVIEW_COMPLETED", false],
+        ["VKYC_USER_LINK_GENERATED", true]
+      ])
+    }))
+
   it.scopedLive("replays dead letters, single events and time ranges under the current rules", () =>
     Effect.gen(function*() {
       let crmStatus = 400
