@@ -1,5 +1,6 @@
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Array as Arr, Config, Context, Data, Effect, Either, Layer, Option, type ParseResult, Schema } from "effect"
+import { Array as Arr, Config, Context, Data, Duration, Effect, Either, Layer, Option, type ParseResult, Schema } from "effect"
+import picomatch from "picomatch"
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node } from "yaml"
 import { issuesOf, pathText } from "../domain/Issues.js"
 import { EVENT_TYPES, isKnownEventType } from "../domain/Event.js"
@@ -162,6 +163,24 @@ const fromParseError = (prefix: ReadonlyArray<PropertyKey>) => (error: ParseResu
 const pick = (block: Readonly<Record<string, unknown>>, keys: ReadonlyArray<string>, keep: boolean) =>
   Object.fromEntries(Object.entries(block).filter(([key]) => keys.includes(key) === keep))
 
+/**
+ * A call must end within its lease: one still running when the lease ends would be claimed and run again by
+ * another worker.
+ */
+const checkTimeout = (
+  config: RelayConfig,
+  name: string,
+  block: Readonly<Record<string, unknown>>,
+  timeout: Duration.Duration
+): Array<PathProblem> => {
+  const lease = config.dispatch.lease
+  if (!Duration.greaterThan(timeout, Duration.zero)) return [{ path: ["plugins", name, "timeout"], message: "expected a duration longer than 0s" }]
+  if (Duration.lessThan(timeout, lease)) return []
+  return "timeout" in block
+    ? [{ path: ["plugins", name, "timeout"], message: `must be shorter than dispatch.lease (${Duration.format(lease)}), or a call still running would be run again` }]
+    : [{ path: ["dispatch", "lease"], message: `must be longer than the ${Duration.format(timeout)} default timeout of plugins.${name}, or a call still running would be run again` }]
+}
+
 /** Builds every plugin instance's spec: host keys, the plugin itself, and its settings decoded by its own Schema. */
 const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, ReadonlySet<string>>) =>
   Effect.gen(function*() {
@@ -174,6 +193,7 @@ const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, Readon
         problems.push(...fromParseError(["plugins", name])(host.left))
         continue
       }
+      problems.push(...checkTimeout(config, name, block, host.right.timeout))
       const plugin = yield* Effect.either(resolvePlugin(host.right.use))
       if (Either.isLeft(plugin)) {
         problems.push({ path: ["plugins", name, "use"], message: plugin.left })
@@ -205,7 +225,7 @@ const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, Readon
 const asList = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
   value === undefined ? [] : typeof value === "string" ? [value] : value
 
-/** Routes may only name configured instances and, outside globs, known event types. */
+/** Routes may only name configured instances and known event types, or globs that match one. */
 const checkRoutes = (config: RelayConfig): Array<PathProblem> =>
   config.routes.flatMap((route, i) => {
     const problems: Array<PathProblem> = []
@@ -221,11 +241,11 @@ const checkRoutes = (config: RelayConfig): Array<PathProblem> =>
     })
     const types = route.match.event_type
     asList(types).forEach((type, j) => {
-      if (!/[*?]/.test(type) && !isKnownEventType(type)) {
-        problems.push({
-          path: typeof types === "string" ? ["routes", i, "match", "event_type"] : ["routes", i, "match", "event_type", j],
-          message: `unknown event type ${type}${didYouMean(type, EVENT_TYPES)}`
-        })
+      const path = typeof types === "string" ? ["routes", i, "match", "event_type"] : ["routes", i, "match", "event_type", j]
+      if (!/[*?]/.test(type)) {
+        if (!isKnownEventType(type)) problems.push({ path, message: `unknown event type ${type}${didYouMean(type, EVENT_TYPES)}` })
+      } else if (!EVENT_TYPES.some((known) => picomatch.isMatch(known, type))) {
+        problems.push({ path, message: `${type} matches no event type kyc-relay knows; event types: ${EVENT_TYPES.join(", ")}` })
       }
     })
     return problems

@@ -2,6 +2,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Redacted } from "effect"
 import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
+import { EVENT_TYPES } from "../../src/domain/Event.js"
 
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
 
@@ -164,6 +165,30 @@ describe("configuration file", () => {
         "relay.yaml:8:5 plugins.crm.url: an http:// or https:// URL",
         "relay.yaml:14:15 routes.0.to.1: no plugin instance named \"opps\" (did you mean ops?); instances: ops, crm, audit",
         "relay.yaml:13:14 routes.0.match.event_type: unknown event type VKYC_USER_LINK_GENERATD (did you mean VKYC_USER_LINK_GENERATED?)"
+      ])
+      const third = yield* problemsOf([
+        "cashfree:",
+        "  secrets: [\"x\"]",
+        "plugins:",
+        "  slow:",
+        "    use: log",
+        "    timeout: 5m",
+        "  default:",
+        "    use: log",
+        "  never:",
+        "    use: log",
+        "    timeout: 0s",
+        "routes:",
+        "  - match: { event_type: [VKYC_*, VKYC_USER_LINK_GENERATED_TYPO*] }",
+        "    to: [slow, default, never]",
+        "dispatch:",
+        "  lease: 20s"
+      ].join("\n"))
+      assert.deepStrictEqual(third, [
+        "relay.yaml:6:5 plugins.slow.timeout: must be shorter than dispatch.lease (20s), or a call still running would be run again",
+        "relay.yaml:16:3 dispatch.lease: must be longer than the 30s default timeout of plugins.default, or a call still running would be run again",
+        "relay.yaml:11:5 plugins.never.timeout: expected a duration longer than 0s",
+        `relay.yaml:13:35 routes.0.match.event_type.1: VKYC_USER_LINK_GENERATED_TYPO* matches no event type kyc-relay knows; event types: ${EVENT_TYPES.join(", ")}`
       ])
     }))
 
