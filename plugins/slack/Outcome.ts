@@ -38,7 +38,7 @@ const fromStatus = (status: number, retryAfter: string | undefined, code: string
   if (Option.isNone(failure)) return new Permanent({ message: `${what}: not a Web API answer` })
   switch (failure.value._tag) {
     case "RateLimited":
-      return new RateLimited({ message: `Slack rate limited (HTTP ${status})`, retryAfter: failure.value.retryAfter })
+      return new RateLimited({ message: status === 429 ? "Slack rate limited (HTTP 429)" : what, retryAfter: failure.value.retryAfter })
     case "Retryable":
       return new Retryable({ message: what })
     case "Permanent":

@@ -7,7 +7,8 @@ const DEFAULT_RATE_LIMIT_WAIT = Duration.seconds(30)
 
 /**
  * The usual reading of an HTTP answer for a delivery: 2xx done; 429 rate limited (honouring Retry-After);
- * 408 and 5xx worth retrying; any other status will not get better by retrying.
+ * 408 and 5xx worth retrying, not before their Retry-After if they carry one (a 503 during maintenance);
+ * any other status will not get better by retrying.
  */
 export const classifyStatus = (
   status: number,
@@ -23,7 +24,12 @@ export const classifyStatus = (
       })
     )
   }
-  if (status === 408 || status >= 500) return Option.some(new Retryable({ message: `HTTP ${status}` }))
+  if (status === 408 || status >= 500) {
+    return Option.some(Option.match(parseRetryAfter(retryAfter, now), {
+      onNone: () => new Retryable({ message: `HTTP ${status}` }),
+      onSome: (wait) => new RateLimited({ message: `HTTP ${status}`, retryAfter: wait })
+    }))
+  }
   return Option.some(new Permanent({ message: `HTTP ${status}` }))
 }
 

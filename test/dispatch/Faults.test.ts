@@ -317,12 +317,12 @@ describe("destination faults (SQLite, real clock, webhook instances)", () => {
       )
     }), 30_000)
 
-  it.scopedLive("a 429 burst with Retry-After: 1 is never retried early and then drains", () =>
+  it.scopedLive("a burst of 429s and 503s with Retry-After: 1 is never retried early and then drains", () =>
     Effect.gen(function*() {
       const started = Date.now()
       const burst = 8
       const limited = yield* startSink((index) =>
-        index < burst ? { status: 429, headers: { "retry-after": "1" } } : { status: 200 }
+        index < burst ? { status: index % 2 === 0 ? 429 : 503, headers: { "retry-after": "1" } } : { status: 200 }
       )
       const relay = yield* startRelay({ store: yield* tempSqlite, secrets: [SECRET], extra: config([["limited", limited.url]]) })
       const count = 8
@@ -332,10 +332,10 @@ describe("destination faults (SQLite, real clock, webhook instances)", () => {
       const gaps: Array<number> = []
       for (const hits of byKey(limited.hits).values()) {
         hits.forEach((hit, i) => {
-          if (hit.status === 429 && i + 1 < hits.length) gaps.push(hits[i + 1]!.at - hit.at)
+          if (hit.status !== 200 && i + 1 < hits.length) gaps.push(hits[i + 1]!.at - hit.at)
         })
       }
-      const rateLimited = limited.hits.filter((hit) => hit.status === 429).length
+      const rateLimited = limited.hits.filter((hit) => hit.status === 429 || hit.status === 503).length
       const done = limited.hits.filter(ok).length
       assert.strictEqual(rateLimited, burst)
       assert.strictEqual(gaps.length, burst, "every rate-limited call was followed by another attempt")
@@ -352,7 +352,7 @@ describe("destination faults (SQLite, real clock, webhook instances)", () => {
         { done, rateLimited, retryable: 0 }
       )
       console.log(
-        `[faults] 429: ${count} events, ${rateLimited} x 429 Retry-After: 1, next attempt after ` +
+        `[faults] 429/503: ${count} events, ${rateLimited} x 429 or 503 with Retry-After: 1, next attempt after ` +
           `${Math.min(...gaps)}..${Math.max(...gaps)} ms, ${done} done, total ${Date.now() - started} ms`
       )
     }), 30_000)
