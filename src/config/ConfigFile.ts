@@ -87,8 +87,10 @@ const interpolate = (doc: Document, lines: LineCounter, file: string) =>
               Effect.map((values) => {
                 let i = 0
                 const text = source.replace(REFERENCE, () => values[i++]!)
-                const retyped = plain ? Either.try(() => parseYaml(text) as unknown) : Either.left(undefined)
-                node.value = Either.isRight(retyped) && retyped.right !== null && typeof retyped.right !== "object"
+                // Only a number or a boolean takes YAML's reading; any other value stays exactly as substituted, so a
+                // secret with " #" or quotes in it is never cut short.
+                const retyped = plain && !text.includes("#") ? Either.try(() => parseYaml(text) as unknown) : Either.left(undefined)
+                node.value = Either.isRight(retyped) && (typeof retyped.right === "number" || typeof retyped.right === "boolean")
                   ? retyped.right
                   : text
               })

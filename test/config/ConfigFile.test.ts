@@ -21,12 +21,16 @@ describe("configuration file", () => {
           "server:",
           "  port: ${PORT:-9000}",
           "cashfree:",
-          "  secrets: [\"${CF_SECRET}\", \"${CF_OLD:-older}\"]",
+          "  secrets:",
+          "    - \"${CF_SECRET}\"",
+          "    - \"${CF_OLD:-older}\"",
+          "    - ${CF_HASH}",
+          "    - ${CF_QUOTED}",
           "store:",
           "  url: sqlite:${DATA_DIR}/relay.db"
         ].join("\n"),
         "relay.yaml"
-      ).pipe(withEnv({ CF_SECRET: "s3cret", DATA_DIR: "/var/lib/kyc" }))
+      ).pipe(withEnv({ CF_SECRET: "s3cret", DATA_DIR: "/var/lib/kyc", CF_HASH: "abc #def", CF_QUOTED: "'quoted'" }))
       assert.deepStrictEqual(
         {
           server: config.server,
@@ -35,7 +39,8 @@ describe("configuration file", () => {
         },
         {
           server: { host: "127.0.0.1", port: 9000, path: "/webhooks/cashfree", max_body_bytes: 262144, trusted_proxies: [] },
-          cashfree: { secrets: ["s3cret", "older"], signature: "header" },
+          // Unquoted references keep the value as it is: YAML would cut "abc #def" at the comment.
+          cashfree: { secrets: ["s3cret", "older", "abc #def", "'quoted'"], signature: "header" },
           store: { url: "sqlite:/var/lib/kyc/relay.db" }
         }
       )
