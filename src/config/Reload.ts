@@ -35,8 +35,11 @@ export const ReloadOnSighup = Layer.scopedDiscard(
       }),
       Effect.flatMap(dispatcher.reload),
       Effect.zipRight(Effect.logInfo(`configuration reloaded from ${started.file}`)),
-      Effect.catchTag("ConfigInvalid", (error) =>
-        Effect.logError(`configuration not reloaded; the previous one stays in force:\n${error.message}`)),
+      Effect.catchTags({
+        ConfigInvalid: (error) => Effect.logError(`configuration not reloaded; the previous one stays in force:\n${error.message}`),
+        PluginStartFailed: (error) => Effect.logError(`configuration not reloaded; the previous one stays in force: ${error.message}`)
+      }),
+      Effect.catchAllCause((cause) => Effect.logError("configuration not reloaded; the previous one stays in force", cause)),
       lock.withPermits(1),
       Effect.annotateLogs({ service: "Reload" })
     )

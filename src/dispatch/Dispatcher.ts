@@ -3,6 +3,7 @@ import { SqlClient, type SqlError } from "@effect/sql"
 import {
   Cause,
   Clock,
+  Data,
   DateTime,
   Deferred,
   Duration,
@@ -45,6 +46,23 @@ const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 const iso = (millis: number) => DateTime.formatIso(DateTime.unsafeMake(millis))
 
 const describe = (error: PluginError) => `${error._tag}: ${error.message}`
+
+/** A plugin's `make` failed; the configuration that names it cannot be run. */
+export class PluginStartFailed extends Data.TaggedError("PluginStartFailed")<{
+  readonly instance: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `plugin instance ${this.instance} could not start: ${this.reason}`
+  }
+}
+
+// A system error code where there is one (ENOTDIR): a plugin's own message may carry more than it should.
+const reasonOf = (defect: unknown): string => {
+  const code = (defect as { readonly code?: unknown } | null)?.code
+  if (typeof code === "string") return code
+  return (defect instanceof Error ? defect.message : String(defect)).split("\n")[0]!.slice(0, 200)
+}
 
 const nextMacrotask = Effect.async<void>((resume) => {
   setImmediate(() => resume(Effect.void))
@@ -420,11 +438,15 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         for (const [name, reason] of loaded.disabled) {
           yield* Effect.logWarning(`plugin instance ${name} is disabled: ${reason}; routes to it deliver nothing`)
         }
+        // Every instance is made before any lane starts, so a plugin that cannot start leaves nothing running.
+        const made = yield* Effect.forEach(loaded.instances.values(), (spec) =>
+          spec.plugin.make(spec.settings, spec.name).pipe(
+            Scope.extend(generation.scope),
+            Effect.catchAllDefect((defect) => new PluginStartFailed({ instance: spec.name, reason: reasonOf(defect) })),
+            Effect.map((instance) => [spec, instance] as const)
+          )).pipe(Effect.onError((cause) => Scope.close(generation.scope, Exit.failCause(cause))))
         const lanes: Array<Effect.Effect.Success<ReturnType<typeof startLane>>> = []
-        for (const spec of loaded.instances.values()) {
-          const instance = yield* spec.plugin.make(spec.settings, spec.name).pipe(Scope.extend(generation.scope))
-          lanes.push(yield* startLane(spec, instance, generation))
-        }
+        for (const [spec, instance] of made) lanes.push(yield* startLane(spec, instance, generation))
 
         const stop = Effect.gen(function*() {
           yield* Ref.set(generation.stopping, true)
@@ -445,11 +467,15 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     // Added after the writer was forked, so it runs first: the last attempts are recorded before the writer stops.
     yield* Effect.addFinalizer(() => Effect.flatMap(Ref.get(current), (generation) => generation.stop))
 
-    /** Switches to a new configuration's routes, retry policy and plugin instances without dropping work. */
+    /**
+     * Switches to a new configuration's routes, retry policy and plugin instances without dropping work. The new
+     * instances are started first: if one cannot start, nothing changes.
+     */
     const reload = (loaded: Loaded) =>
       Effect.gen(function*() {
+        const next = yield* startGeneration(loaded)
         yield* rules.replace(loaded)
-        const previous = yield* Ref.getAndSet(current, yield* startGeneration(loaded))
+        const previous = yield* Ref.getAndSet(current, next)
         yield* previous.stop
       })
 

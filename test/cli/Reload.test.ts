@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fixture } from "../support/Fixtures.js"
-import { freePort, spawnCli, stop, tempDir, waitUntilReady } from "../support/Process.js"
+import { freePort, runCli, spawnCli, stop, tempDir, waitUntilReady } from "../support/Process.js"
 import { eventually, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders } from "../support/Relay.js"
 
@@ -60,6 +60,26 @@ describe("configuration reload", () => {
       yield* eventually(() => second.received.length === 2)
       assert.strictEqual(first.received.length, 1)
 
+      // A file that validates but names a plugin instance that cannot start: nothing of it is applied.
+      const unstartable = [
+        "  audit:",
+        "    use: ./plugins/examples/audit-log.ts",
+        "    file: /dev/null/audit/audit.jsonl",
+        "routes:",
+        "  - to: [sink, audit]"
+      ].join("\n")
+      writeFileSync(file, config(first.url).replace("routes:\n  - to: sink", unstartable))
+      server.child.kill("SIGHUP")
+      yield* eventually(() => server.output.stdout.includes("plugin instance audit could not start: ENOTDIR"))
+      yield* send("VKYC_USER_CALL_QUEUED")
+      yield* eventually(() => second.received.length === 3)
+      assert.strictEqual(first.received.length, 1)
+
       assert.strictEqual(yield* stop(server.child), 0)
+
+      // At start-up the same file is refused with one clear line.
+      const refused = yield* runCli(["serve", "--config", file])
+      assert.strictEqual(refused.code, 1)
+      assert.strictEqual(refused.stderr.trim(), "kyc-relay: plugin instance audit could not start: ENOTDIR")
     }), 60_000)
 })
