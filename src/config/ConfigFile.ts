@@ -42,8 +42,8 @@ export class Settings extends Context.Tag("kyc-relay/Settings")<Settings, Loaded
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
 /**
- * Replaces `${VAR}` and `${VAR:-default}` inside string scalars. An unquoted scalar is then read again as
- * YAML would read it typed in place (so `port: ${PORT:-8080}` is a number); quote a value to keep it a string.
+ * Replaces `${VAR}` and `${VAR:-default}` inside string scalars. An unquoted scalar that then reads as a number
+ * or a boolean becomes one (so `port: ${PORT:-8080}` is a number); quote a value to keep it a string.
  * An unset variable is an error, except inside a plugin instance: that instance is returned as unusable, so
  * a configuration with, say, a Slack instance still starts where no Slack token is set.
  */
@@ -57,8 +57,10 @@ const interpolate = (doc: Document, lines: LineCounter, file: string) =>
         const source = node.value
         const plain = node.type === "PLAIN"
         const names = [...source.matchAll(REFERENCE)]
-        const key = keyPathOf(path, node)
-        const instance = /^plugins\.([^.]+)\./.exec(key)?.[1]
+        const keys = keyPathOf(path, node)
+        const key = keys.join(".")
+        // An instance name may itself hold dots (crm.eu).
+        const instance = keys[0] === "plugins" && keys.length > 2 ? keys[1] : undefined
         replacements.push(
           Effect.forEach(names, ([, name, fallback]) =>
             Config.option(Config.string(name!)).pipe(
@@ -106,7 +108,7 @@ const interpolate = (doc: Document, lines: LineCounter, file: string) =>
     return unset
   })
 
-const keyPathOf = (path: ReadonlyArray<unknown>, node: unknown): string => {
+const keyPathOf = (path: ReadonlyArray<unknown>, node: unknown): ReadonlyArray<string> => {
   const keys: Array<string> = []
   for (const [i, step] of path.entries()) {
     const next = path[i + 1] ?? node
@@ -118,7 +120,7 @@ const keyPathOf = (path: ReadonlyArray<unknown>, node: unknown): string => {
       if (index >= 0) keys.push(String(index))
     }
   }
-  return keys.join(".")
+  return keys
 }
 
 const position = (lines: LineCounter, offset: number | undefined) => {

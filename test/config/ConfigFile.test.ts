@@ -246,5 +246,9 @@ describe("configuration file", () => {
       )
       assert.deepStrictEqual([...withEnv_.instances.keys()], ["ops", "log-all"])
       assert.strictEqual(withEnv_.disabled.size, 0)
+
+      // An instance name with a dot is one name: its unset variable disables it, not an instance named "ops".
+      const dotted = yield* parseConfigText(text.replace("  ops:", "  ops.eu:").replace("to: [ops,", "to: [ops.eu,"), "relay.yaml")
+      assert.deepStrictEqual([...dotted.disabled], [["ops.eu", "environment variables OPS_HOOK_URL, OPS_TOKEN not set"]])
     }))
 })
