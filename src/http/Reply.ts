@@ -6,6 +6,8 @@ export interface Reply {
   readonly body: unknown
   readonly contentType: "application/json" | "application/problem+json"
   readonly headers?: Readonly<Record<string, string>>
+  /** The `reason` label the metrics give a stored outcome (why it was quarantined). */
+  readonly reason?: string
 }
 
 

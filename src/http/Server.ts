@@ -108,7 +108,7 @@ export const layer = Layer.scoped(
       const stored = reply.status === 200 && body.status !== undefined
       metrics.webhook(
         stored ? body.status as WebhookOutcome : "rejected",
-        stored ? "" : body.type ?? String(reply.status),
+        stored ? reply.reason ?? "" : body.type ?? String(reply.status),
         (performance.now() - started) / 1000
       )
       send(res, reply, close)

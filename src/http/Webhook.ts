@@ -5,7 +5,7 @@ import { canonical, exactCanonical, lexemeAt, parse, type LosslessJson } from ".
 import { hasHeaderSignature, verifyHeader, verifyLegacy, type Verified } from "../cashfree/Signature.js"
 import { Settings } from "../config/ConfigFile.js"
 import { decodeBody } from "../domain/Decode.js"
-import { eventTimeIso } from "../domain/Event.js"
+import { eventTimeIso, isKnownEventType } from "../domain/Event.js"
 import { Ingest } from "../ingest/Ingest.js"
 import type { EventRow, Stored } from "../store/Events.js"
 import { storable } from "../store/Storable.js"
@@ -188,9 +188,12 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
         ))
       }
       if (duplicate) return json(200, { status: "duplicate", event_id: eventId })
-      return Either.isLeft(decoded)
-        ? json(200, { status: "quarantined", event_id: eventId, errors: decoded.left })
-        : json(200, { status: "accepted", event_id: eventId })
+      if (Either.isRight(decoded)) return json(200, { status: "accepted", event_id: eventId })
+      // Other Secure ID products share the webhook URL: their events are kept, and told apart from a decode failure.
+      return {
+        ...json(200, { status: "quarantined", event_id: eventId, errors: decoded.left }),
+        reason: isKnownEventType(raw.event_type) ? "invalid-fields" : "unknown-event-type"
+      }
     }
 
     return { handle } as const

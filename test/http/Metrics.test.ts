@@ -40,6 +40,7 @@ routes:
       yield* signed(fixture("VKYC_USER_LINK_GENERATED").text)
       yield* signed(fixture("KYC_LINK_SUCCESS").text) // matches no route
       yield* signed(JSON.stringify({ event_type: "BAV_DONE", event_time: "2025-01-01T00:00:00Z", version: "v2", data: {} }))
+      yield* signed(fixture("VKYC_USER_CALL_STARTED").text.replace("\"reference_id\": 10449", "\"reference_id\": \"x\""))
       yield* post(relay.webhookUrl, fixture("VKYC_USER_CALL_QUEUED").text, signedHeaders("wrong", "x"))
       yield* post(relay.webhookUrl, fixture("VKYC_USER_CALL_QUEUED").text, signedHeaders("wrong", "y"))
       yield* signed("not json")
@@ -55,7 +56,8 @@ routes:
         {
           accepted: metrics.get(`kyc_relay_webhooks_total{outcome="accepted",reason=""}`),
           duplicate: metrics.get(`kyc_relay_webhooks_total{outcome="duplicate",reason=""}`),
-          quarantined: metrics.get(`kyc_relay_webhooks_total{outcome="quarantined",reason=""}`),
+          quarantined: metrics.get(`kyc_relay_webhooks_total{outcome="quarantined",reason="unknown-event-type"}`),
+          invalid: metrics.get(`kyc_relay_webhooks_total{outcome="quarantined",reason="invalid-fields"}`),
           badSignature: metrics.get(`kyc_relay_webhooks_total{outcome="rejected",reason="invalid-signature"}`),
           malformed: metrics.get(`kyc_relay_webhooks_total{outcome="rejected",reason="malformed-body"}`),
           tooLarge: metrics.get(`kyc_relay_webhooks_total{outcome="rejected",reason="body-too-large"}`),
@@ -71,6 +73,7 @@ routes:
           accepted: 4,
           duplicate: 1,
           quarantined: 1,
+          invalid: 1,
           badSignature: 2,
           malformed: 1,
           tooLarge: 1,
