@@ -139,6 +139,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
     const jobs = yield* Queue.unbounded<Job>()
+    let claims = 0
 
     // ------------------------------------------------------------------------------------------ the writer
 
@@ -146,7 +147,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
       Effect.gen(function*() {
         const asked = yield* room
         const now = yield* Clock.currentTimeMillis
-        const rows = asked === 0 ? [] : yield* deliveries.claim(instance, owner, iso(now), iso(now + lease), asked)
+        // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
+        // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
+        claims += 1
+        const holder = `${owner}#${claims.toString(36)}`
+        const rows = asked === 0 ? [] : yield* deliveries.claim(instance, holder, iso(now), iso(now + lease), asked)
         return { asked, rows } satisfies Claimed
       })
 
@@ -264,6 +269,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const base = {
           deliveryId: row.id,
           owner,
+          lease: row.lease_owner!,
           attempt: row.attempts,
           attemptId: randomUUID(),
           startedAt,
@@ -342,11 +348,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const letGo = (n: number) => Effect.zipRight(Ref.update(inHand, (h) => h - n), Queue.offer(freed, undefined))
 
         /** Hands claimed deliveries back to the queue, for this or another process to claim at once. */
-        const handBack = (ids: ReadonlyArray<string>) =>
+        const handBack = (rows: ReadonlyArray<ClaimedRow>) =>
           Effect.gen(function*() {
-            if (ids.length === 0) return
-            yield* deliveries.release(ids, owner, iso(yield* Clock.currentTimeMillis))
-            yield* wakeup.notify(new Map([[spec.name, ids.length]]))
+            if (rows.length === 0) return
+            yield* deliveries.release(rows, iso(yield* Clock.currentTimeMillis))
+            yield* wakeup.notify(new Map([[spec.name, rows.length]]))
           }).pipe(
             Effect.catchAllCause((cause) =>
               Effect.logError("handing claimed deliveries back failed; they run once their lease expires", cause)
@@ -355,7 +361,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         /** Hands back deliveries in hand that no worker started. */
         const release = (batch: ReadonlyArray<Ready>) =>
-          handBack(batch.map((ready) => ready.row.id)).pipe(Effect.ensuring(letGo(batch.length)))
+          handBack(batch.map((ready) => ready.row)).pipe(Effect.ensuring(letGo(batch.length)))
 
         const room = Effect.map(Ref.get(inHand), (h) => Math.max(0, Math.min(MAX_CLAIM, capacity - h)))
 
@@ -365,7 +371,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           const { asked, rows } = yield* claim(spec.name, room, lease)
           if (rows.length > 0) {
             const batch = yield* prepare(rows, lease, startWithin).pipe(
-              Effect.tapErrorCause(() => handBack(rows.map((row) => row.id)))
+              Effect.tapErrorCause(() => handBack(rows))
             )
             yield* Ref.update(inHand, (h) => h + batch.length)
             yield* Queue.offerAll(ready, batch)

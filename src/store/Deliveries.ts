@@ -41,7 +41,10 @@ export type AttemptRow = typeof AttemptRow.Type
 /** How one attempt ended, as the dispatcher records it. */
 export interface Finish {
   readonly deliveryId: string
+  /** The process that made the attempt. */
   readonly owner: string
+  /** The claim it was made under (the delivery's `lease_owner` then): its result counts only if that still holds. */
+  readonly lease: string
   readonly attempt: number
   readonly attemptId: string
   readonly startedAt: string
@@ -105,12 +108,12 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
 
     /**
      * Takes up to `limit` due deliveries of one instance: pending ones whose time has come, and running ones
-     * whose lease ran out (their worker died). The lease marks them as `owner`'s until `leaseUntil`. Each row
+     * whose lease ran out (their worker died). The lease marks them as `holder`'s (one claim) until `leaseUntil`. Each row
      * comes with its event's body, stale flag and verification id, so a worker needs no further read.
      */
     const claim = Effect.fn("Deliveries.claim")(function*(
       instance: string,
-      owner: string,
+      holder: string,
       now: string,
       leaseUntil: string,
       limit: number
@@ -119,7 +122,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       // every claim read and sort all the instance's deliveries, done ones included.
       const take = (due: Statement.Fragment, n: number) =>
         sql`UPDATE deliveries
-          SET state = 'running', lease_owner = ${owner}, lease_until = ${leaseUntil}, attempts = attempts + 1, updated_at = ${now}
+          SET state = 'running', lease_owner = ${holder}, lease_until = ${leaseUntil}, attempts = attempts + 1, updated_at = ${now}
           WHERE id IN (
             SELECT id FROM deliveries WHERE instance = ${instance} AND ${due}
             ORDER BY next_attempt_at
@@ -136,22 +139,22 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
     }, Effect.orDie)
 
     /**
-     * Records attempts and moves each delivery on if its worker still holds the lease; returns the ids moved
-     * (the others were taken over after their lease ran out). Two statements whatever the number of attempts:
+     * Records attempts and moves each delivery on if the claim it was made under still holds; returns the ids
+     * moved (the others were taken over after their lease ran out, or replayed meanwhile). Two statements whatever the number of attempts:
      * run it inside a transaction.
      */
     const record = Effect.fn("Deliveries.record")(function*(finishes: ReadonlyArray<Finish>) {
       if (finishes.length === 0) return new Set<string>()
       const outcomes = sql.csv(finishes.map((f) =>
-        sql`(${f.deliveryId}, ${f.owner}, ${f.state}, ${f.nextAttemptAt}, ${f.error}, ${f.finishedAt})`
+        sql`(${f.deliveryId}, ${f.lease}, ${f.state}, ${f.nextAttemptAt}, ${f.error}, ${f.finishedAt})`
       ))
       const updated = yield* sql<{ id: string }>`
-        WITH outcome (id, owner, state, next_attempt_at, last_error, finished_at) AS (VALUES ${outcomes})
+        WITH outcome (id, lease, state, next_attempt_at, last_error, finished_at) AS (VALUES ${outcomes})
         UPDATE deliveries
         SET state = outcome.state, next_attempt_at = COALESCE(outcome.next_attempt_at, deliveries.next_attempt_at),
           last_error = outcome.last_error, lease_owner = NULL, lease_until = NULL, updated_at = outcome.finished_at
         FROM outcome
-        WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.owner
+        WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.lease
         RETURNING deliveries.id`
       yield* sql`INSERT INTO attempts ${
         sql.insert(finishes.map((f) => ({
@@ -170,10 +173,11 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
     }, Effect.orDie)
 
     /** Hands claimed deliveries that were never started back to the queue, as if they had not been claimed. */
-    const release = (ids: ReadonlyArray<string>, owner: string, now: string) =>
-      ids.length === 0 ? Effect.void : sql`UPDATE deliveries
+    const release = (rows: ReadonlyArray<{ readonly id: string; readonly lease_owner: string | null }>, now: string) =>
+      rows.length === 0 ? Effect.void : sql`UPDATE deliveries
         SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, updated_at = ${now}
-        WHERE lease_owner = ${owner} AND ${sql.in("id", ids)}`.pipe(Effect.asVoid, Effect.orDie)
+        WHERE ${sql.in("id", rows.map((row) => row.id))}
+          AND ${sql.in("lease_owner", [...new Set(rows.flatMap((row) => row.lease_owner ?? []))])}`.pipe(Effect.asVoid, Effect.orDie)
 
     const list = Effect.fn("Deliveries.list")(function*(filter: {
       readonly state?: DeliveryState | undefined

@@ -66,7 +66,7 @@ ${
       // The same file for every process; the environment tells the sinks which process sent each request.
       "    headers: { x-chaos-process: \"${CHAOS_PROCESS}\" }",
       `    concurrency: ${CONCURRENCY}`,
-      "    timeout: 10s"
+      "    timeout: 1500ms"
     ].join("\n")
   ).join("\n")
 }

@@ -52,6 +52,7 @@ const delivery = (i: number, due: number): DeliveryRow => ({
 const done = (row: { readonly id: string; readonly attempts: number }, owner: string, seconds: number, n: number): Finish => ({
   deliveryId: row.id,
   owner,
+  lease: owner,
   attempt: row.attempts,
   attemptId: `att_${owner}_${row.id}_${n}`,
   startedAt: at(seconds),
@@ -136,9 +137,9 @@ describe.each(STORES)("batch claims on $name", ({ make }) => {
       assert.strictEqual((yield* deliveries.attempts(zero!.id)).length, 1)
 
       // b hands its claim back: pending again, the attempt it never made not counted; a cannot release b's.
-      yield* deliveries.release([zero!.id], "a", at(5 + LEASE))
+      yield* deliveries.release([{ id: zero!.id, lease_owner: "a" }], at(5 + LEASE))
       assert.strictEqual((yield* deliveries.list({ limit: 10 })).find((row) => row.id === zero!.id)!.lease_owner, "b")
-      yield* deliveries.release([zero!.id], "b", at(5 + LEASE))
+      yield* deliveries.release([{ id: zero!.id, lease_owner: "b" }], at(5 + LEASE))
       const released = (yield* deliveries.list({ limit: 10 })).find((row) => row.id === zero!.id)!
       assert.deepStrictEqual([released.state, released.attempts, released.lease_owner, released.lease_until], ["pending", 1, null, null])
       const again = yield* deliveries.claim("sink", "c", at(6 + LEASE), at(6 + 2 * LEASE), 1)

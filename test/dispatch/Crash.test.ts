@@ -39,7 +39,7 @@ ${relayConfigYaml({ store, secrets: [SECRET] })}plugins:
     use: webhook
     url: ${sink.url}/a
     concurrency: ${CONCURRENCY}
-    timeout: 10s
+    timeout: 2500ms
 routes:
   - match: { event_type: "*" }
     to: sink-a

@@ -179,3 +179,26 @@ dispatch:
       assert.match(h.lastError!, /the plugin failed unexpectedly: Error: plugin bug/)
     }))
 })
+
+describe("dispatch and replay", () => {
+  it.scopedLive("a call that was replayed while in flight does not settle the replayed delivery", () =>
+    Effect.gen(function*() {
+      // The first call takes 800 ms; the replay's call takes 1.5 s, so the first one ends while the second runs.
+      const sink = yield* startReceiver([{ status: 200, delayMs: 800 }, { status: 200, delayMs: 1_500 }])
+      const relay = yield* startRelay({ store: yield* tempSqlite, secrets: [SECRET], extra: routedTo(sink.url, "  max_attempts: 3", "100ms") })
+      const { body } = yield* send(relay.webhookUrl, "VKYC_USER_CALL_STARTED")
+      yield* eventually(() => sink.received.length === 1)
+      yield* relay.replay.event(body.event_id)
+      yield* eventually(() => sink.received.length === 2)
+
+      const delivery = Effect.map(relay.deliveries.list({ limit: 10 }), ([row]) => row!)
+      const attempts = Effect.flatMap(delivery, (row) => relay.deliveries.attempts(row.id))
+      const settled = <A>(effect: Effect.Effect<A>, until: (a: A) => boolean) =>
+        effect.pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until }), Effect.timeout("5 seconds"))
+      yield* settled(attempts, (rows) => rows.length === 1)
+      assert.strictEqual((yield* delivery).state, "running", "the first call's result leaves the replay's claim alone")
+      yield* settled(attempts, (rows) => rows.length === 2)
+      yield* settled(delivery, (row) => row.state === "done")
+      assert.strictEqual(sink.received.length, 2)
+    }))
+})
