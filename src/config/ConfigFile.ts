@@ -47,10 +47,16 @@ const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
  * An unset variable is an error, except inside a plugin instance: that instance is returned as unusable, so
  * a configuration with, say, a Slack instance still starts where no Slack token is set.
  */
+/** A plugin instance's variables that are not set, and the settings (`headers.authorization`) that use them. */
+interface Unset {
+  readonly names: Set<string>
+  readonly settings: Set<string>
+}
+
 const interpolate = (doc: Document, lines: LineCounter, file: string) =>
   Effect.gen(function*() {
     const replacements: Array<Effect.Effect<void, ConfigInvalid>> = []
-    const unset = new Map<string, Set<string>>()
+    const unset = new Map<string, Unset>()
     visit(doc, {
       Scalar(_, node, path) {
         if (typeof node.value !== "string" || !node.value.includes("${")) return
@@ -70,7 +76,10 @@ const interpolate = (doc: Document, lines: LineCounter, file: string) =>
                 onNone: () => {
                   if (fallback !== undefined) return Effect.succeed(fallback)
                   if (instance !== undefined) {
-                    unset.set(instance, (unset.get(instance) ?? new Set()).add(name!))
+                    const entry = unset.get(instance) ?? { names: new Set<string>(), settings: new Set<string>() }
+                    entry.names.add(name!)
+                    entry.settings.add(keys.slice(2).join("."))
+                    unset.set(instance, entry)
                     return Effect.succeed("")
                   }
                   return Effect.fail(
@@ -186,7 +195,7 @@ const checkTimeout = (
 }
 
 /** Builds every plugin instance's spec: host keys, the plugin itself, and its settings decoded by its own Schema. */
-const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, ReadonlySet<string>>) =>
+const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, Unset>) =>
   Effect.gen(function*() {
     const problems: Array<PathProblem> = []
     const instances = new Map<string, InstanceSpec>()
@@ -203,14 +212,22 @@ const resolveInstances = (config: RelayConfig, unset: ReadonlyMap<string, Readon
         problems.push({ path: ["plugins", name, "use"], message: plugin.left })
         continue
       }
-      const missing = unset.get(name)
-      if (missing !== undefined) {
-        disabled.set(name, `environment variable${missing.size > 1 ? "s" : ""} ${[...missing].join(", ")} not set`)
-        continue
-      }
       const settings = Schema.decodeUnknownEither(plugin.right.settings, { errors: "all", onExcessProperty: "error" })(
         pick(block, HOST_KEYS, false)
       )
+      const missing = unset.get(name)
+      if (missing !== undefined) {
+        // Disabled, but still checked: a typo must not wait for the day the variables are set. Only problems at
+        // or below a value emptied by an unset variable are left out.
+        const emptied = (path: ReadonlyArray<PropertyKey>) => {
+          const key = path.slice(2).map(String).join(".")
+          return [...missing.settings].some((setting) => key === setting || key.startsWith(`${setting}.`))
+        }
+        if (Either.isLeft(settings)) problems.push(...fromParseError(["plugins", name])(settings.left).filter((p) => !emptied(p.path)))
+        const names = [...missing.names]
+        disabled.set(name, `environment variable${names.length > 1 ? "s" : ""} ${names.join(", ")} not set`)
+        continue
+      }
       if (Either.isLeft(settings)) {
         problems.push(...fromParseError(["plugins", name])(settings.left))
         continue

@@ -1,6 +1,6 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Either, Redacted } from "effect"
 import { loadConfigFile, parseConfigText } from "../../src/config/ConfigFile.js"
 import { EVENT_TYPES } from "../../src/domain/Event.js"
 
@@ -246,6 +246,13 @@ describe("configuration file", () => {
       )
       assert.deepStrictEqual([...withEnv_.instances.keys()], ["ops", "log-all"])
       assert.strictEqual(withEnv_.disabled.size, 0)
+
+      // A disabled instance is still checked: a typo shows now, not on the day its variables are set.
+      const typo = yield* Effect.either(parseConfigText(text.replace("    headers:", "    header:"), "relay.yaml"))
+      assert.deepStrictEqual(
+        Either.isLeft(typo) ? typo.left.message.split("\n") : "loaded",
+        ["relay.yaml:7:5 plugins.ops.header: unknown key; expected one of \"url\" | \"headers\""]
+      )
 
       // An instance name with a dot is one name: its unset variable disables it, not an instance named "ops".
       const dotted = yield* parseConfigText(text.replace("  ops:", "  ops.eu:").replace("to: [ops,", "to: [ops.eu,"), "relay.yaml")
