@@ -38,8 +38,12 @@ const MAX_CLAIM = 64
 /** Most jobs (attempts to record, claims to make) one transaction of the writer handles. */
 const MAX_WRITE = 256
 
-/** Least time (ms) between the starts of two SQLite commits of the dispatcher. */
-const SQLITE_COMMIT_SPACING = 10
+/**
+ * Least time (ms) between the starts of two SQLite commits of the dispatcher. Below this rate it adds no wait;
+ * at 500 deliveries/s on two busy cores, 25 rather than 10 made each commit carry more and halved the
+ * end-to-end p99 (BENCHMARKS.md).
+ */
+const SQLITE_COMMIT_SPACING = 25
 
 const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 
