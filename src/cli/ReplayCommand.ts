@@ -14,6 +14,9 @@ const report = (result: Replayed) =>
       ...(result.stillQuarantined > 0 ? [`${result.stillQuarantined} quarantined events still do not decode`] : []),
       ...(result.orphaned.length > 0
         ? [`left alone: dead letters of instances no longer configured: ${result.orphaned.join(", ")}`]
+        : []),
+      ...(result.disabled.length > 0
+        ? [`left alone: dead letters of disabled instances (set their environment variables): ${result.disabled.join(", ")}`]
         : [])
     ].join("\n")
   )

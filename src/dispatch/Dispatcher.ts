@@ -299,7 +299,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     const report = (spec: InstanceSpec, row: ClaimedRow, finish: Finish, settled: Settled) =>
       Effect.suspend(() => {
-        metrics.attempt(spec.name, finish.outcome, finish.state, row.created_at)
+        // The attempt happened either way; the delivery reached an end state only if its result was kept.
+        metrics.attempt(spec.name, finish.outcome, settled === "kept" ? finish.state : "pending", row.created_at)
         const log = settled === "unrecorded" || finish.state === "dead"
           ? Effect.logWarning
           : finish.state === "pending"

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Clock, DateTime, Effect, Either } from "effect"
+import { Clock, Data, DateTime, Effect, Either } from "effect"
 import { decodeStoredBody } from "../domain/Decode.js"
 import type { CashfreeEvent } from "../domain/Event.js"
 import { isStale, stateOf } from "../domain/Lifecycle.js"
@@ -16,6 +16,18 @@ export interface Replayed {
   readonly stillQuarantined: number
   /** Dead letters left alone because their instance is no longer configured. */
   readonly orphaned: ReadonlyArray<string>
+  /** Dead letters left alone because their instance is disabled (its environment variables are not set). */
+  readonly disabled: ReadonlyArray<string>
+}
+
+/** `replay dead --instance` named an instance the configuration does not have. */
+export class UnknownInstance extends Data.TaggedError("UnknownInstance")<{
+  readonly instance: string
+  readonly configured: ReadonlyArray<string>
+}> {
+  override get message() {
+    return `no plugin instance named "${this.instance}"; instances: ${this.configured.join(", ") || "none"}`
+  }
 }
 
 /** Schedules deliveries again, under the rules in force now. Running servers pick them up on their next poll. */
@@ -67,7 +79,7 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
           routed++
           scheduled += rows.length
         }
-        return { events: routed, deliveries: scheduled, stillQuarantined, orphaned: [] } satisfies Replayed
+        return { events: routed, deliveries: scheduled, stillQuarantined, orphaned: [], disabled: [] } satisfies Replayed
       }).pipe(sql.withTransaction, Effect.orDie)
 
     const event = (id: string) => reroute({ ids: [id] })
@@ -77,7 +89,10 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
     /** Dead letters of one instance (or of all configured instances) go back in the queue with fresh attempts. */
     const dead = (instance: string | undefined) =>
       Effect.gen(function*() {
-        const { instances } = yield* rules.current
+        const { disabled, instances } = yield* rules.current
+        if (instance !== undefined && !instances.has(instance) && !disabled.has(instance)) {
+          return yield* new UnknownInstance({ instance, configured: [...instances.keys(), ...disabled.keys()] })
+        }
         const withDead = yield* deliveries.deadInstances
         const wanted = withDead.filter((name) => instance === undefined || name === instance)
         const requeued = yield* deliveries.requeueDead(wanted.filter((name) => instances.has(name)), yield* now)
@@ -85,7 +100,8 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
           events: 0,
           deliveries: requeued.length,
           stillQuarantined: 0,
-          orphaned: wanted.filter((name) => !instances.has(name))
+          orphaned: wanted.filter((name) => !instances.has(name) && !disabled.has(name)),
+          disabled: wanted.filter((name) => disabled.has(name))
         } satisfies Replayed
       })
 

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
@@ -111,24 +111,27 @@ dispatch:
       const [dead] = yield* relay.deliveries.list({ state: "dead", limit: 10 })
       assert.deepStrictEqual([dead!.instance, dead!.last_error], ["crm", "permanent failure: HTTP 400"])
 
+      const misspelt = yield* Effect.either(relay.replay.dead("crn"))
+      assert.deepStrictEqual(Either.isLeft(misspelt) ? misspelt.left.message : "replayed", 'no plugin instance named "crn"; instances: crm, audit')
+
       crmStatus = 200
-      assert.deepStrictEqual(yield* relay.replay.dead("crm"), { events: 0, deliveries: 1, stillQuarantined: 0, orphaned: [] })
+      assert.deepStrictEqual(yield* relay.replay.dead("crm"), { events: 0, deliveries: 1, stillQuarantined: 0, orphaned: [], disabled: [] })
       yield* eventually(() => crm.received.length === 2)
       yield* pause(200)
       assert.deepStrictEqual(yield* relay.deliveries.countByState, { done: 2 })
 
-      assert.deepStrictEqual(yield* relay.replay.event(body.event_id), { events: 1, deliveries: 2, stillQuarantined: 0, orphaned: [] })
+      assert.deepStrictEqual(yield* relay.replay.event(body.event_id), { events: 1, deliveries: 2, stillQuarantined: 0, orphaned: [], disabled: [] })
       yield* eventually(() => crm.received.length === 3 && audit.received.length === 2)
       const ids = new Set(crm.received.map((r) => r.headers["idempotency-key"]))
       assert.strictEqual(ids.size, 1, "a replay keeps the idempotency key")
 
       const unknown = JSON.stringify({ event_type: "BAV_DONE", event_time: "2025-01-01T00:00:00Z", version: "v2", data: {} })
       yield* post(relay.webhookUrl, unknown, signedHeaders(SECRET, unknown))
-      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 0, deliveries: 0, stillQuarantined: 1, orphaned: [] })
+      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 0, deliveries: 0, stillQuarantined: 1, orphaned: [], disabled: [] })
       const everything = yield* relay.replay.range("2000-01-01T00:00:00.000Z", undefined)
-      assert.deepStrictEqual(everything, { events: 1, deliveries: 2, stillQuarantined: 1, orphaned: [] })
+      assert.deepStrictEqual(everything, { events: 1, deliveries: 2, stillQuarantined: 1, orphaned: [], disabled: [] })
       const nothing = yield* relay.replay.range("2000-01-01T00:00:00.000Z", "2000-01-02T00:00:00.000Z")
-      assert.deepStrictEqual(nothing, { events: 0, deliveries: 0, stillQuarantined: 0, orphaned: [] })
+      assert.deepStrictEqual(nothing, { events: 0, deliveries: 0, stillQuarantined: 0, orphaned: [], disabled: [] })
     }))
 
   it.scopedLive("runs quarantined events that now decode through the lifecycle, and keeps ids exact on replay", () =>
@@ -152,7 +155,7 @@ dispatch:
       })
       yield* relay.events.insertBatch([quarantined("evt_old_queued", queued), quarantined("evt_old_inexact", inexact)])
 
-      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 1, deliveries: 1, stillQuarantined: 1, orphaned: [] })
+      assert.deepStrictEqual(yield* relay.replay.quarantined, { events: 1, deliveries: 1, stillQuarantined: 1, orphaned: [], disabled: [] })
       yield* eventually(() => audit.received.length === 2)
       yield* pause(200)
       assert.strictEqual(crm.received.length, 1, "the CRM route skips an event older than the auditor's decision")
