@@ -1,5 +1,5 @@
 import * as HttpClient from "@effect/platform/HttpClient"
-import { SqlClient, type SqlError } from "@effect/sql"
+import { SqlClient, SqlError } from "@effect/sql"
 import {
   Cause,
   Clock,
@@ -26,7 +26,9 @@ import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js
 import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
-import { type ClaimedRow, Deliveries, type Finish } from "../store/Deliveries.js"
+import { type ClaimedRow, claimedRows, Deliveries, type Finish } from "../store/Deliveries.js"
+import type { ClaimSpec } from "../store/SqliteWrite.js"
+import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
 import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
@@ -40,8 +42,7 @@ const MAX_WRITE = 256
 
 /**
  * Least time (ms) between the starts of two SQLite commits of the dispatcher. Below this rate it adds no wait;
- * at 500 deliveries/s on two busy cores, 25 rather than 10 made each commit carry more and halved the
- * end-to-end p99 (BENCHMARKS.md).
+ * at 500 deliveries/s on two busy cores, 25 gave a lower and steadier end-to-end p99 than 5 or 10 (BENCHMARKS.md).
  */
 const SQLITE_COMMIT_SPACING = 25
 
@@ -143,7 +144,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
     const jobs = yield* Queue.unbounded<Job>()
+    // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
+    // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
     let claims = 0
+    const nextHolder = () => `${owner}#${(++claims).toString(36)}`
+    const { writer: sqliteWriter } = yield* SqliteWriterService
 
     // ------------------------------------------------------------------------------------------ the writer
 
@@ -151,12 +156,25 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
       Effect.gen(function*() {
         const asked = yield* room
         const now = yield* Clock.currentTimeMillis
-        // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
-        // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
-        claims += 1
-        const holder = `${owner}#${claims.toString(36)}`
-        const rows = asked === 0 ? [] : yield* deliveries.claim(instance, holder, iso(now), iso(now + lease), asked)
+        const rows = asked === 0 ? [] : yield* deliveries.claim(instance, nextHolder(), iso(now), iso(now + lease), asked)
         return { asked, rows } satisfies Claimed
+      })
+
+    /** The same transaction on the SQLite writer thread: off the event loop, with its fsync. */
+    const writeOnThread = (writer: NonNullable<typeof sqliteWriter>, records: ReadonlyArray<RecordJob>, claimJobs: ReadonlyArray<ClaimJob>) =>
+      Effect.gen(function*() {
+        const specs: Array<ClaimSpec> = []
+        for (const job of claimJobs) {
+          const now = yield* Clock.currentTimeMillis
+          specs.push({ instance: job.instance, holder: nextHolder(), now: iso(now), leaseUntil: iso(now + job.lease), limit: yield* job.room })
+        }
+        const { claimed, kept } = yield* Effect.tryPromise({
+          try: () => writer.dispatch(records.map((job) => job.finish), specs),
+          catch: (cause) => new SqlError.SqlError({ cause, message: "the SQLite writer refused the dispatcher's write" })
+        })
+        const rows = yield* Effect.forEach(claimed, (rows) =>
+          claimedRows(rows).pipe(Effect.mapError((cause) => new SqlError.SqlError({ cause, message: "a claimed delivery did not decode" }))))
+        return [new Set(kept), rows.map((rows, i): Claimed => ({ asked: specs[i]!.limit, rows }))] as const
       })
 
     const commit = (batch: ReadonlyArray<Job>): Effect.Effect<void> =>
@@ -164,10 +182,12 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const records = batch.filter((job): job is RecordJob => job._tag === "Record")
         const claims = batch.filter((job): job is ClaimJob => job._tag === "Claim")
         const exit = yield* Effect.exit(
-          Effect.all([
-            deliveries.record(records.map((job) => job.finish)),
-            Effect.forEach(claims, (job) => claimNow(job.instance, job.room, job.lease))
-          ]).pipe(sql.withTransaction)
+          sqliteWriter === undefined
+            ? Effect.all([
+              deliveries.record(records.map((job) => job.finish)),
+              Effect.forEach(claims, (job) => claimNow(job.instance, job.room, job.lease))
+            ]).pipe(sql.withTransaction)
+            : writeOnThread(sqliteWriter, records, claims)
         )
         // One job the store refuses must not fail the others.
         if (Exit.isFailure(exit) && batch.length > 1) return yield* Effect.forEach(batch, (job) => commit([job]), { discard: true })
@@ -179,9 +199,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           ))
       })
 
-    // On SQLite every commit holds the event loop for its fsync: commits are spaced out so that each carries more,
-    // and claims ride along with the recorded attempts. PostgreSQL commits in its own processes: claims run at
-    // once, each on its own connection, and the writer commits as soon as anything waits.
+    // On SQLite the writer thread commits for ingest too: commits are spaced out so that each carries more, and
+    // claims ride along with the recorded attempts. PostgreSQL commits in its own processes: claims run at once,
+    // each on its own connection, and the writer commits as soon as anything waits.
     const spacing = sql.onDialectOrElse({ sqlite: () => SQLITE_COMMIT_SPACING, orElse: () => 0 })
     let lastCommit = 0
     const writeBatch = Effect.gen(function*() {
@@ -492,5 +512,5 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     return { owner, reload } as const
   }),
-  dependencies: [Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default]
+  dependencies: [Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default, SqliteWriterService.Default]
 }) {}

@@ -58,9 +58,18 @@ export class Replay extends Effect.Service<Replay>()("kyc-relay/Replay", {
         return stale
       })
 
+    // A SQLite transaction that reads before it writes fails at its first write if another connection (the
+    // writer thread, a server while this command runs) committed meanwhile: take the write lock first, as
+    // BEGIN IMMEDIATE would, so that the busy timeout waits for it instead.
+    const writeLockFirst = sql.onDialectOrElse({
+      sqlite: () => Effect.asVoid(sql`UPDATE events SET stale = stale WHERE 0`),
+      orElse: () => Effect.void
+    })
+
     /** Routes the chosen events again; a quarantined one is routed only if it now decodes. */
     const reroute = (filter: Parameters<typeof events.select>[0]) =>
       Effect.gen(function*() {
+        yield* writeLockFirst
         const snapshot = yield* rules.current
         const at = yield* now
         const chosen = yield* events.select(filter)

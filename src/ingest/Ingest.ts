@@ -1,15 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, DateTime, Effect, Runtime } from "effect"
-import { Settings } from "../config/ConfigFile.js"
 import { Rules } from "../dispatch/Rules.js"
 import { Wakeup } from "../dispatch/Wakeup.js"
 import type { CashfreeEvent } from "../domain/Event.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { type EventRow, Events, type Stored } from "../store/Events.js"
-import { sqliteFile } from "../store/Sql.js"
 import type { Committed } from "../store/SqliteWrite.js"
-import { startSqliteWriter } from "../store/SqliteWriter.js"
+import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
 import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "./Apply.js"
 import { groupCommit } from "./GroupCommit.js"
@@ -32,7 +30,6 @@ interface Received {
  */
 export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
   scoped: Effect.gen(function*() {
-    const { config } = yield* Settings
     const sql = yield* SqlClient.SqlClient
     const events = yield* Events
     const deliveries = yield* Deliveries
@@ -43,7 +40,6 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     // The service's clock rather than Date.now(), so that tests can move time.
     const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
-    const runSync = Runtime.runSync(runtime)
     const runFork = Runtime.runFork(runtime)
 
     /** The generic transaction: the same steps as SqliteWrite's. */
@@ -61,25 +57,15 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         return { stored, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
       }).pipe(sql.withTransaction)
 
-    // Without its writer the service could only refuse webhooks: stop, so that a supervisor restarts it
-    // and SQLite recovers from what is on disk.
-    const writerLost = (error: Error) => {
-      runSync(Effect.logError("the SQLite writer stopped; stopping the service", Cause.fail(error)))
-      process.exit(70)
-    }
-
-    const file = sqliteFile(config.store.url)
-    const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = file === undefined
+    const { writer } = yield* SqliteWriterService
+    const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = writer === undefined
       ? (batch, now) => Runtime.runPromise(runtime)(commitWithSql(batch, now))
-      : (yield* Effect.acquireRelease(
-        Effect.promise(() => startSqliteWriter(file, writerLost)),
-        (writer) => Effect.promise(writer.close)
-      )).commit
+      : writer.commit
 
     const batches = groupCommit<Received, Stored>({
       maxBatch: MAX_BATCH,
       // The SQLite writer thread takes the next batch while the previous one is reaching the disk.
-      inFlight: file === undefined ? 1 : 2,
+      inFlight: writer === undefined ? 1 : 2,
       commit: async (batch) => {
         const snapshot = rules.unsafeCurrent()
         const now = DateTime.formatIso(DateTime.unsafeMake(clock.unsafeCurrentTimeMillis()))
@@ -104,6 +90,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     Verifications.Default,
     Rules.Default,
     Wakeup.Default,
-    Metrics.Default
+    Metrics.Default,
+    SqliteWriterService.Default
   ]
 }) {}

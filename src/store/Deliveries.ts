@@ -1,5 +1,6 @@
 import { SqlClient, type Statement } from "@effect/sql"
 import { Array as Arr, Effect, Order, Schema } from "effect"
+import { attemptRow } from "./Attempt.js"
 
 export const DeliveryState = Schema.Literal("pending", "running", "done", "dead")
 export type DeliveryState = typeof DeliveryState.Type
@@ -84,6 +85,9 @@ const byDue = Order.mapInput(Order.string, (row: ClaimedRow) => row.next_attempt
 
 const decodeDeliveries = Schema.decodeUnknown(Schema.Array(DeliveryRow))
 const decodeClaimed = Schema.decodeUnknown(Schema.Array(ClaimedRow))
+
+/** A claim's rows as the store returned them, decoded and oldest first (RETURNING keeps no order). */
+export const claimedRows = (rows: ReadonlyArray<unknown>) => Effect.map(decodeClaimed(rows), Arr.sort(byDue))
 const decodeAttempts = Schema.decodeUnknown(Schema.Array(AttemptRow))
 
 export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveries", {
@@ -134,8 +138,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
             (SELECT verification_id FROM events WHERE events.id = deliveries.event_id) AS verification_id`
       const overdue = yield* take(sql`state = 'running' AND lease_until < ${now}`, limit)
       const due = overdue.length < limit ? yield* take(sql`state = 'pending' AND next_attempt_at <= ${now}`, limit - overdue.length) : []
-      // RETURNING keeps no order: oldest first, as they were chosen.
-      return Arr.sort(yield* decodeClaimed([...overdue, ...due]), byDue)
+      return yield* claimedRows([...overdue, ...due])
     }, Effect.orDie)
 
     /**
@@ -156,19 +159,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
         FROM outcome
         WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.lease
         RETURNING deliveries.id`
-      yield* sql`INSERT INTO attempts ${
-        sql.insert(finishes.map((f) => ({
-          id: f.attemptId,
-          delivery_id: f.deliveryId,
-          attempt: f.attempt,
-          worker: f.owner,
-          started_at: f.startedAt,
-          finished_at: f.finishedAt,
-          outcome: f.outcome,
-          error: f.error,
-          remote_id: f.remoteId
-        })))
-      }`
+      yield* sql`INSERT INTO attempts ${sql.insert(finishes.map(attemptRow))}`
       return new Set(updated.map((row) => row.id))
     }, Effect.orDie)
 

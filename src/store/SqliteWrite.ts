@@ -1,7 +1,24 @@
 import Database from "better-sqlite3"
 import { type Arrival, type Decided, freshOf, planDeliveries } from "../ingest/Apply.js"
+import { attemptRow } from "./Attempt.js"
+import type { Finish } from "./Deliveries.js"
 import type { Stored } from "./Events.js"
 import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
+
+/** One claim of the dispatcher: up to `limit` due deliveries of `instance`, held by `holder` until `leaseUntil`. */
+export interface ClaimSpec {
+  readonly instance: string
+  readonly holder: string
+  readonly now: string
+  readonly leaseUntil: string
+  readonly limit: number
+}
+
+/** What a dispatcher write tells it: the deliveries its recorded attempts moved on, and each claim's rows. */
+export interface Dispatched {
+  readonly kept: ReadonlyArray<string>
+  readonly claimed: ReadonlyArray<ReadonlyArray<Record<string, unknown>>>
+}
 
 /** What a committed batch tells the service: each webhook's answer, and the deliveries to announce. */
 export interface Committed {
@@ -77,8 +94,45 @@ export const openSqliteWrite = (filename: string) => {
     return { stored, woken: [...planned.woken], unrouted: planned.unrouted }
   })
 
+  // The dispatcher's writes, as Deliveries.record and Deliveries.claim make them through the SQL client.
+  const recordOutcome = db.prepare<[string, string | null, string | null, string, string, string]>(
+    `UPDATE deliveries SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, lease_owner = NULL,
+      lease_until = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?`
+  )
+  const insertAttempt = db.prepare(
+    `INSERT INTO attempts (id, delivery_id, attempt, worker, started_at, finished_at, outcome, error, remote_id)
+      VALUES (@id, @delivery_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @remote_id)`
+  )
+  const claimWhere = (due: string) =>
+    db.prepare<[string, string, string, string, string, number], Record<string, unknown>>(
+      `UPDATE deliveries SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+        WHERE id IN (SELECT id FROM deliveries WHERE instance = ? AND ${due} ORDER BY next_attempt_at LIMIT ?)
+        RETURNING *,
+          (SELECT body FROM events WHERE events.id = deliveries.event_id) AS body,
+          (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale,
+          (SELECT verification_id FROM events WHERE events.id = deliveries.event_id) AS verification_id`
+    )
+  const claimOverdue = claimWhere("state = 'running' AND lease_until < ?")
+  const claimDue = claimWhere("state = 'pending' AND next_attempt_at <= ?")
+
+  const claimOne = ({ holder, instance, leaseUntil, limit, now }: ClaimSpec) => {
+    // Bound in the order the statement reads them: SET, then the subquery's instance, due time and limit.
+    const overdue = limit === 0 ? [] : claimOverdue.all(holder, leaseUntil, now, instance, now, limit)
+    const due = overdue.length < limit ? claimDue.all(holder, leaseUntil, now, instance, now, limit - overdue.length) : []
+    return [...overdue, ...due]
+  }
+
+  const dispatch = db.transaction((finishes: ReadonlyArray<Finish>, claims: ReadonlyArray<ClaimSpec>): Dispatched => {
+    const kept = finishes.flatMap((f) =>
+      recordOutcome.run(f.state, f.nextAttemptAt, f.error, f.finishedAt, f.deliveryId, f.lease).changes === 1 ? [f.deliveryId] : []
+    )
+    for (const f of finishes) insertAttempt.run(attemptRow(f))
+    return { kept, claimed: claims.map(claimOne) }
+  })
+
   return {
     commit: (batch: ReadonlyArray<Arrival>, now: string) => write.immediate(batch, now),
+    dispatch: (finishes: ReadonlyArray<Finish>, claims: ReadonlyArray<ClaimSpec>) => dispatch.immediate(finishes, claims),
     close: () => db.close()
   }
 }

@@ -3,12 +3,14 @@ import { createRequire } from "node:module"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type { Arrival } from "../ingest/Apply.js"
-import type { Committed } from "./SqliteWrite.js"
+import type { Finish } from "./Deliveries.js"
+import type { ClaimSpec, Committed, Dispatched } from "./SqliteWrite.js"
 import type { Request } from "./SqliteWriterThread.js"
 
 type Reply =
   | { readonly _tag: "ready" }
   | { readonly _tag: "committed"; readonly committed: Committed }
+  | { readonly _tag: "dispatched"; readonly dispatched: Dispatched }
   | { readonly _tag: "failed"; readonly message: string; readonly code: string | undefined }
 
 export class SqliteWriteFailed extends Error {
@@ -68,7 +70,8 @@ export const startSqliteWriter = async (filename: string, onLost: (error: Sqlite
 
   const send = (request: Request) => {
     const reply = next()
-    worker.postMessage(request, request._tag === "commit" ? [request.batch.buffer as ArrayBuffer] : [])
+    const moved = request._tag === "commit" ? request.batch : request._tag === "dispatch" ? request.work : undefined
+    worker.postMessage(request, moved === undefined ? [] : [moved.buffer as ArrayBuffer])
     return reply
   }
 
@@ -79,6 +82,13 @@ export const startSqliteWriter = async (filename: string, onLost: (error: Sqlite
       if (reply._tag === "failed") throw new SqliteWriteFailed(reply.message, reply.code)
       if (reply._tag !== "committed") throw new SqliteWriteFailed(`unexpected answer from the SQLite writer: ${reply._tag}`, undefined)
       return reply.committed
+    },
+    /** Records the dispatcher's finished attempts and makes its claims, in one transaction on disk before the answer. */
+    dispatch: async (finishes: ReadonlyArray<Finish>, claims: ReadonlyArray<ClaimSpec>): Promise<Dispatched> => {
+      const reply = await send({ _tag: "dispatch", work: utf8.encode(JSON.stringify({ finishes, claims })) })
+      if (reply._tag === "failed") throw new SqliteWriteFailed(reply.message, reply.code)
+      if (reply._tag !== "dispatched") throw new SqliteWriteFailed(`unexpected answer from the SQLite writer: ${reply._tag}`, undefined)
+      return reply.dispatched
     },
     close: () =>
       new Promise<void>((resolve) => {

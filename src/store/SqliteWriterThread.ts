@@ -1,7 +1,8 @@
 import { closeSync, fsync, openSync } from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
 import type { Arrival } from "../ingest/Apply.js"
-import { openSqliteWrite } from "./SqliteWrite.js"
+import type { Finish } from "./Deliveries.js"
+import { type ClaimSpec, openSqliteWrite } from "./SqliteWrite.js"
 
 /** The SQLite writer thread: batches in, in order; each batch's answer out once it is on disk. See SqliteWriter. */
 
@@ -11,6 +12,8 @@ export type Request =
    * structured clone of the rows (measured at ~25 µs per event) or a copy of the JSON string.
    */
   | { readonly _tag: "commit"; readonly batch: Uint8Array; readonly now: string }
+  /** The dispatcher's recorded attempts and claims (see SqliteWrite's `dispatch`), as UTF-8 JSON. */
+  | { readonly _tag: "dispatch"; readonly work: Uint8Array }
   | { readonly _tag: "close" }
 
 const port = parentPort!
@@ -64,7 +67,12 @@ port.on("message", (request: Request) => {
   }
   let reply: unknown
   try {
-    reply = { _tag: "committed", committed: store.commit(JSON.parse(utf8.decode(request.batch)) as ReadonlyArray<Arrival>, request.now) }
+    if (request._tag === "commit") {
+      reply = { _tag: "committed", committed: store.commit(JSON.parse(utf8.decode(request.batch)) as ReadonlyArray<Arrival>, request.now) }
+    } else {
+      const { claims, finishes } = JSON.parse(utf8.decode(request.work)) as { finishes: Array<Finish>; claims: Array<ClaimSpec> }
+      reply = { _tag: "dispatched", dispatched: store.dispatch(finishes, claims) }
+    }
   } catch (error) {
     const { code, message } = error as { code?: unknown; message?: unknown }
     reply = { _tag: "failed", message: String(message ?? error), code: typeof code === "string" ? code : undefined }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schedule, TestClock } from "effect"
+import { Chunk, Clock, Effect, Schedule, TestClock } from "effect"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
@@ -38,6 +38,38 @@ const history = (relay: Effect.Effect.Success<ReturnType<typeof startRelay>>) =>
     }
   })
 
+/**
+ * Waits, in real time, until the delivery has `n` attempts recorded: the retry the last one schedules is then in
+ * the store before the test moves the clock.
+ */
+const recorded = (relay: Effect.Effect.Success<ReturnType<typeof startRelay>>, n: number) =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited < 10_000; waited += 10) {
+      const [delivery] = yield* relay.deliveries.list({ limit: 10 })
+      if (delivery !== undefined && (yield* relay.deliveries.attempts(delivery.id)).length >= n) return
+      yield* pause(10)
+    }
+    return yield* Effect.die(new Error(`attempt ${n} was not recorded in time`))
+  })
+
+/**
+ * Waits, in real time, until the delivery's `n`-th attempt is recorded and its instance's claimer sleeps until its
+ * next poll (`pollMs` from now on the TestClock): only then does moving the clock wake it.
+ */
+const settledAt = (relay: Effect.Effect.Success<ReturnType<typeof startRelay>>, n: number, pollMs = 1_000) =>
+  Effect.zipRight(recorded(relay, n), asleep(pollMs))
+
+/** Waits, in real time, until a claimer sleeps until its next poll, `pollMs` from now on the TestClock. */
+const asleep = (pollMs = 1_000) =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited < 10_000; waited += 10) {
+      const now = yield* Clock.currentTimeMillis
+      if (Chunk.some(yield* TestClock.sleeps(), (wake) => wake === now + pollMs)) return
+      yield* pause(10)
+    }
+    return yield* Effect.die(new Error("the claimer did not go to sleep in time"))
+  })
+
 describe("dispatch with the TestClock", () => {
   it.scoped("retries with exponential backoff until the destination recovers", () =>
     Effect.gen(function*() {
@@ -48,15 +80,17 @@ describe("dispatch with the TestClock", () => {
         extra: routedTo(sink.url, "  initial_delay: 10s\n  multiplier: 3\n  jitter: 0\n  max_attempts: 5")
       })
       assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_STARTED")).status, 200)
-      yield* eventually(() => sink.received.length === 1)
+      yield* settledAt(relay, 1)
       yield* TestClock.adjust("9 seconds")
       yield* pause(100)
       assert.strictEqual(sink.received.length, 1, "not before the backoff has passed")
+      yield* asleep()
       yield* TestClock.adjust("1 second")
-      yield* eventually(() => sink.received.length === 2)
+      yield* settledAt(relay, 2)
       yield* TestClock.adjust("29 seconds")
       yield* pause(100)
       assert.strictEqual(sink.received.length, 2)
+      yield* asleep()
       yield* TestClock.adjust("1 second")
       yield* eventually(() => sink.received.length === 3)
       yield* pause(100)
@@ -79,10 +113,11 @@ describe("dispatch with the TestClock", () => {
         extra: routedTo(sink.url, "  initial_delay: 1s\n  max_delay: 30s\n  jitter: 0")
       })
       yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
-      yield* eventually(() => sink.received.length === 1)
+      yield* settledAt(relay, 1)
       yield* TestClock.adjust("119 seconds")
       yield* pause(100)
       assert.strictEqual(sink.received.length, 1)
+      yield* asleep()
       yield* TestClock.adjust("1 second")
       yield* eventually(() => sink.received.length === 2)
       yield* pause(100)
@@ -98,8 +133,7 @@ describe("dispatch with the TestClock", () => {
         extra: routedTo(sink.url, "  initial_delay: 1s", "1m")
       })
       yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
-      yield* eventually(() => sink.received.length === 1)
-      yield* pause(100)
+      yield* recorded(relay, 1)
       yield* TestClock.adjust("1 hour")
       yield* pause(100)
       assert.strictEqual(sink.received.length, 1)
@@ -120,8 +154,7 @@ describe("dispatch with the TestClock", () => {
       })
       yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
       for (let n = 1; n <= 3; n++) {
-        yield* eventually(() => sink.received.length === n)
-        yield* pause(50)
+        yield* settledAt(relay, n)
         yield* TestClock.adjust("1 second")
       }
       yield* pause(100)
@@ -138,8 +171,7 @@ describe("dispatch with the TestClock", () => {
         extra: routedTo(aged.url, "  initial_delay: 1m\n  multiplier: 10\n  jitter: 0\n  max_age: 5m")
       })
       yield* send(relay2.webhookUrl, "VKYC_USER_CALL_QUEUED")
-      yield* eventually(() => aged.received.length === 1)
-      yield* pause(50)
+      yield* settledAt(relay2, 1)
       yield* TestClock.adjust("1 minute")
       yield* eventually(() => aged.received.length === 2)
       yield* pause(100)
