@@ -187,11 +187,16 @@ const checkTimeout = (
   timeout: Duration.Duration
 ): Array<PathProblem> => {
   const lease = config.dispatch.lease
-  if (!Duration.greaterThan(timeout, Duration.zero)) return [{ path: ["plugins", name, "timeout"], message: "expected a duration longer than 0s" }]
+  const at = ["plugins", name, "timeout"]
+  if (!Duration.greaterThan(timeout, Duration.zero)) return [{ path: at, message: "expected a duration longer than 0s" }]
   if (Duration.lessThan(timeout, lease)) return []
+  const why = "or a call still running would be run again"
   return "timeout" in block
-    ? [{ path: ["plugins", name, "timeout"], message: `must be shorter than dispatch.lease (${Duration.format(lease)}), or a call still running would be run again` }]
-    : [{ path: ["dispatch", "lease"], message: `must be longer than the ${Duration.format(timeout)} default timeout of plugins.${name}, or a call still running would be run again` }]
+    ? [{ path: at, message: `must be shorter than dispatch.lease (${Duration.format(lease)}), ${why}` }]
+    : [{
+      path: ["dispatch", "lease"],
+      message: `must be longer than the ${Duration.format(timeout)} default timeout of plugins.${name}, ${why}`
+    }]
 }
 
 /** Builds every plugin instance's spec: host keys, the plugin itself, and its settings decoded by its own Schema. */

@@ -161,12 +161,17 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
       })
 
     /** The same transaction on the SQLite writer thread: off the event loop, with its fsync. */
-    const writeOnThread = (writer: NonNullable<typeof sqliteWriter>, records: ReadonlyArray<RecordJob>, claimJobs: ReadonlyArray<ClaimJob>) =>
+    const writeOnThread = (
+      writer: NonNullable<typeof sqliteWriter>,
+      records: ReadonlyArray<RecordJob>,
+      claimJobs: ReadonlyArray<ClaimJob>
+    ) =>
       Effect.gen(function*() {
         const specs: Array<ClaimSpec> = []
         for (const job of claimJobs) {
           const now = yield* Clock.currentTimeMillis
-          specs.push({ instance: job.instance, holder: nextHolder(), now: iso(now), leaseUntil: iso(now + job.lease), limit: yield* job.room })
+          const limit = yield* job.room
+          specs.push({ instance: job.instance, holder: nextHolder(), now: iso(now), leaseUntil: iso(now + job.lease), limit })
         }
         const { claimed, kept } = yield* Effect.tryPromise({
           try: () => writer.dispatch(records.map((job) => job.finish), specs),
