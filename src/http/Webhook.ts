@@ -91,7 +91,7 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       const unreadable = (detail: string) =>
         Either.left(
           headerCheck === undefined
-            ? unauthorized(`No signature to check: ${detail}, and the x-webhook-signature headers are missing`)
+            ? unauthorized(`No signature to check: ${detail}, so it carries no in-body signature`)
             : malformed(`${detail[0]!.toUpperCase()}${detail.slice(1)}`)
         )
       let text: string
