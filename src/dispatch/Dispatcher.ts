@@ -474,6 +474,14 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         for (const [name, reason] of loaded.disabled) {
           yield* Effect.logWarning(`plugin instance ${name} is disabled: ${reason}; routes to it deliver nothing`)
         }
+        // Deliveries of an instance taken out of the configuration would otherwise wait in silence.
+        for (const { instance, waiting } of yield* deliveries.queueStats) {
+          if (loaded.instances.has(instance) || loaded.disabled.has(instance)) continue
+          yield* Effect.logWarning(
+            `${waiting} ${waiting === 1 ? "delivery waits" : "deliveries wait"} for plugin instance ${instance}, which is not ` +
+              `configured: add it back to run them (kyc-relay deliveries list --instance ${instance})`
+          )
+        }
         // Every instance is made before any lane starts, so a plugin that cannot start leaves nothing running.
         const made = yield* Effect.forEach(loaded.instances.values(), (spec) =>
           spec.plugin.make(spec.settings, spec.name).pipe(

@@ -15,6 +15,18 @@ interface LogLine {
   readonly annotations: Record<string, unknown>
 }
 
+/** A configuration on `port` with a SQLite store in `dir`, and `rest` after it. */
+const serverYaml = (port: number, dir: string, rest: ReadonlyArray<string>) =>
+  [
+    "server:",
+    `  port: ${port}`,
+    "cashfree:",
+    "  secrets: [\"${CASHFREE_CLIENT_SECRET}\"]",
+    "store:",
+    `  url: sqlite:${join(dir, "relay.db")}`,
+    ...rest
+  ].join("\n")
+
 const messageOf = (line: LogLine) => (Array.isArray(line.message) ? line.message.join(" ") : String(line.message))
 
 describe("logs", () => {
@@ -25,13 +37,7 @@ describe("logs", () => {
       const dir = yield* tempDir("kyc-relay-logs-")
       const port = yield* freePort
       const config = join(dir, "relay.yaml")
-      writeFileSync(config, [
-        "server:",
-        `  port: ${port}`,
-        "cashfree:",
-        "  secrets: [\"${CASHFREE_CLIENT_SECRET}\"]",
-        "store:",
-        `  url: sqlite:${join(dir, "relay.db")}`,
+      writeFileSync(config, serverYaml(port, dir, [
         "plugins:",
         "  crm:",
         "    use: webhook",
@@ -44,7 +50,7 @@ describe("logs", () => {
         "    to: [crm, audit]",
         "dispatch:",
         "  poll_interval: 100ms"
-      ].join("\n"))
+      ]))
       const server = yield* spawnCli(["serve", "--config", config], { CASHFREE_CLIENT_SECRET: SECRET, KYC_RELAY_LOG_LEVEL: "debug" })
       yield* waitUntilReady(`http://127.0.0.1:${port}/readyz`)
 
@@ -81,5 +87,43 @@ describe("logs", () => {
       for (const value of [SECRET, ...Object.values(personal.data).filter((v): v is string => typeof v === "string" && /@|\d{10}|https?:|\s/.test(v))]) {
         assert.notInclude(everything, value)
       }
+    }), 60_000)
+
+  it.scopedLive("name a plugin instance taken out of the configuration while deliveries still wait for it", () =>
+    Effect.gen(function*() {
+      const down = yield* startReceiver([{ status: 503 }])
+      const dir = yield* tempDir("kyc-relay-logs-")
+      const port = yield* freePort
+      const config = join(dir, "relay.yaml")
+      const withInstance = (name: string) =>
+        serverYaml(port, dir, [
+          "plugins:",
+          `  ${name}:`,
+          "    use: webhook",
+          `    url: ${down.url}/hook`,
+          "routes:",
+          `  - to: ${name}`,
+          "retry:",
+          "  initial_delay: 1h"
+        ])
+      const env = { CASHFREE_CLIENT_SECRET: SECRET }
+      const url = `http://127.0.0.1:${port}/webhooks/cashfree`
+      const event = fixture("VKYC_USER_CALL_QUEUED")
+
+      writeFileSync(config, withInstance("old-crm"))
+      const first = yield* spawnCli(["serve", "--config", config], env)
+      yield* waitUntilReady(`http://127.0.0.1:${port}/readyz`)
+      assert.strictEqual((yield* post(url, event.text, signedHeaders(SECRET, event.text))).status, 200)
+      yield* eventually(() => down.received.length === 1)
+      assert.strictEqual(yield* stop(first.child), 0)
+
+      writeFileSync(config, withInstance("new-crm"))
+      const second = yield* spawnCli(["serve", "--config", config], env)
+      yield* waitUntilReady(`http://127.0.0.1:${port}/readyz`)
+      assert.strictEqual(yield* stop(second.child), 0)
+      assert.include(
+        second.output.stdout,
+        "1 delivery waits for plugin instance old-crm, which is not configured: add it back to run them (kyc-relay deliveries list --instance old-crm)"
+      )
     }), 60_000)
 })
