@@ -65,6 +65,12 @@ const malformed = (detail: string) => problem(400, "malformed-body", "Malformed 
 
 const unauthorized = (detail: string) => problem(401, "invalid-signature", "Invalid signature", detail)
 
+// Under the legacy scheme the signature is inside the body: a body that cannot be read has no signature to check.
+const unreadableBody = (legacy: boolean, detail: string) =>
+  legacy
+    ? unauthorized(`No signature to check: ${detail}, so it carries no in-body signature`)
+    : malformed(`${detail[0]!.toUpperCase()}${detail.slice(1)}`)
+
 // A copy for a query column; the raw body keeps the original.
 const textField = (value: unknown): string | null => (typeof value === "string" ? storable(value) : null)
 
@@ -87,28 +93,22 @@ export class Webhook extends Effect.Service<Webhook>()("kyc-relay/Webhook", {
       if (headerCheck !== undefined && tolerance !== undefined && !(Math.abs(now - Number(signed.timestamp)) <= Duration.toMillis(tolerance))) {
         return Either.left(unauthorized(`x-webhook-timestamp is more than ${Duration.format(tolerance)} away from now`))
       }
-      // Without the headers the signature is inside the body: a body that cannot be read has no signature to check.
-      const unreadable = (detail: string) =>
-        Either.left(
-          headerCheck === undefined
-            ? unauthorized(`No signature to check: ${detail}, so it carries no in-body signature`)
-            : malformed(`${detail[0]!.toUpperCase()}${detail.slice(1)}`)
-        )
+      const legacy = headerCheck === undefined
       let text: string
       try {
         text = utf8.decode(request.body)
       } catch {
-        return unreadable("the body is not valid UTF-8")
+        return Either.left(unreadableBody(legacy, "the body is not valid UTF-8"))
       }
       const parsed = parseJson(text)
       // The legacy scheme's signing string needs the lossless parse whatever the body looks like.
-      const exact = parsed === NOT_JSON || headerCheck === undefined ? undefined : exactCanonical(parsed, text, "signature")
+      const exact = parsed === NOT_JSON || legacy ? undefined : exactCanonical(parsed, text, "signature")
       let body: Body
       if (exact !== undefined) body = { text, parsed, canonical: exact }
       else {
         const document = parse(text)
-        if (Either.isLeft(document)) return unreadable(`the body is not valid JSON: ${document.left.message}`)
-        if (parsed === NOT_JSON) return unreadable("the body is not valid JSON")
+        if (Either.isLeft(document)) return Either.left(unreadableBody(legacy, `the body is not valid JSON: ${document.left.message}`))
+        if (parsed === NOT_JSON) return Either.left(unreadableBody(legacy, "the body is not valid JSON"))
         body = { text, parsed, document: document.right }
       }
       const verified = headerCheck ?? verifyLegacy(secrets, body.document!)

@@ -1,6 +1,7 @@
 import { SqlClient, type Statement } from "@effect/sql"
 import { Array as Arr, Effect, Order, Schema } from "effect"
 import { attemptRow } from "./Attempt.js"
+import { CLAIMED_COLUMNS } from "./ClaimSql.js"
 
 export const DeliveryState = Schema.Literal("pending", "running", "done", "dead")
 export type DeliveryState = typeof DeliveryState.Type
@@ -132,10 +133,7 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
             ORDER BY next_attempt_at
             LIMIT ${n}
             ${skipLocked})
-          RETURNING *,
-            (SELECT body FROM events WHERE events.id = deliveries.event_id) AS body,
-            (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale,
-            (SELECT verification_id FROM events WHERE events.id = deliveries.event_id) AS verification_id`
+          RETURNING ${sql.literal(CLAIMED_COLUMNS)}`
       const overdue = yield* take(sql`state = 'running' AND lease_until < ${now}`, limit)
       const due = overdue.length < limit ? yield* take(sql`state = 'pending' AND next_attempt_at <= ${now}`, limit - overdue.length) : []
       return yield* claimedRows([...overdue, ...due])

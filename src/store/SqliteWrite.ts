@@ -1,6 +1,7 @@
 import Database from "better-sqlite3"
 import { type Arrival, type Decided, freshOf, planDeliveries } from "../ingest/Apply.js"
 import { attemptRow } from "./Attempt.js"
+import { CLAIMED_COLUMNS } from "./ClaimSql.js"
 import type { Finish } from "./Deliveries.js"
 import type { Stored } from "./Events.js"
 import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
@@ -107,10 +108,7 @@ export const openSqliteWrite = (filename: string) => {
     db.prepare<[string, string, string, string, string, number], Record<string, unknown>>(
       `UPDATE deliveries SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
         WHERE id IN (SELECT id FROM deliveries WHERE instance = ? AND ${due} ORDER BY next_attempt_at LIMIT ?)
-        RETURNING *,
-          (SELECT body FROM events WHERE events.id = deliveries.event_id) AS body,
-          (SELECT stale FROM events WHERE events.id = deliveries.event_id) AS stale,
-          (SELECT verification_id FROM events WHERE events.id = deliveries.event_id) AS verification_id`
+        RETURNING ${CLAIMED_COLUMNS}`
     )
   const claimOverdue = claimWhere("state = 'running' AND lease_until < ?")
   const claimDue = claimWhere("state = 'pending' AND next_attempt_at <= ?")
