@@ -1,8 +1,6 @@
-import type { HttpClientError } from "@effect/platform"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, Effect, Option, Redacted, Schema } from "effect"
-import { classifyStatus, systemErrorCode } from "../../src/plugin/HttpOutcome.js"
+import { headerOf, httpCall } from "../../src/plugin/HttpCall.js"
+import { classifyStatus } from "../../src/plugin/HttpOutcome.js"
 import type { DeliveryReceipt, PluginError } from "../../src/plugin/Plugin.js"
 import { definePlugin, Permanent, RateLimited, Retryable } from "../../src/plugin/Plugin.js"
 import type { TemplateView } from "../../src/plugin/Template.js"
@@ -115,13 +113,6 @@ const urlVariables = (template: string): ReadonlyArray<string> => {
   return names
 }
 
-const requestFailed = (method: string, error: HttpClientError.HttpClientError): PluginError => {
-  if (error._tag === "RequestError" && error.reason !== "Transport") {
-    return new Permanent({ message: `${method} request could not be built (${error.reason})` })
-  }
-  return new Retryable({ message: `${method} request failed: ${systemErrorCode(error.cause) ?? error.reason}` })
-}
-
 const withMethod = (method: string, error: PluginError): PluginError => {
   const message = `${method} ${error.message}`
   switch (error._tag) {
@@ -152,7 +143,6 @@ export const CrmPlugin = definePlugin({
   settings: Settings,
   make: (settings, instance) =>
     Effect.gen(function*() {
-      const client = yield* HttpClient.HttpClient
       const headers = Object.fromEntries(Object.entries(settings.headers).map(([name, value]) => [name, Redacted.value(value)]))
       const required = urlVariables(settings.url)
       return {
@@ -180,25 +170,18 @@ export const CrmPlugin = definePlugin({
                   (personal ? ` (${field} is personal: list it in personal_fields)` : "")
               })
             }
-            const request = HttpClientRequest.make(settings.method)(render(settings.url, view, "url")).pipe(
-              HttpClientRequest.bodyUnsafeJson(renderBody(settings.body, view)),
-              HttpClientRequest.setHeaders({
-                ...headers,
-                "content-type": "application/json",
-                "idempotency-key": ctx.idempotencyKey
-              })
-            )
-            const response = yield* client.execute(request).pipe(
-              Effect.mapError((error) => requestFailed(settings.method, error))
-            )
-            const text = yield* response.text.pipe(Effect.orElseSucceed(() => ""))
+            const response = yield* httpCall(settings.method, render(settings.url, view, "url"), {
+              ...headers,
+              "content-type": "application/json",
+              "idempotency-key": ctx.idempotencyKey
+            }, JSON.stringify(renderBody(settings.body, view)))
             // 409: the CRM already holds this change (the same Idempotency-Key, or the record as sent).
             if (response.status !== 409) {
-              const failure = classifyStatus(response.status, response.headers["retry-after"], yield* Clock.currentTimeMillis)
+              const failure = classifyStatus(response.status, headerOf(response, "retry-after"), yield* Clock.currentTimeMillis)
               if (Option.isSome(failure)) return yield* withMethod(settings.method, failure.value)
             }
-            return receiptOf(text)
-          }).pipe(Effect.scoped)
+            return receiptOf(response.text)
+          })
       }
     })
 })

@@ -30,6 +30,7 @@ import { type ClaimedRow, claimedRows, Deliveries, type Finish } from "../store/
 import type { ClaimSpec } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
+import { callTimeout } from "./CallTimeout.js"
 import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
 import { Wakeup } from "./Wakeup.js"
@@ -277,10 +278,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         params: JSON.parse(row.params) as Record<string, unknown>,
         lifecycle: { stale: staleNow(row, event, current), current }
       })).pipe(
-        Effect.timeoutFail({
-          duration: spec.timeout,
-          onTimeout: () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })
-        }),
+        (handled) =>
+          callTimeout(handled, Duration.toMillis(spec.timeout), () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })),
         Effect.catchAllDefect((defect) =>
           Effect.fail(new Retryable({ message: `the plugin failed unexpectedly: ${Cause.pretty(Cause.die(defect)).split("\n")[0]}` }))
         )

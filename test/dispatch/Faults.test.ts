@@ -385,7 +385,7 @@ describe("destination faults (SQLite, real clock, webhook instances)", () => {
       assert.strictEqual(new Set(done.map((hit) => hit.key)).size, 5 + count)
       const errors = yield* recordedErrors(relay, "away")
       assert.isAtLeast(errors.length, count)
-      for (const error of errors) assert.match(error, /^Retryable: request failed/)
+      for (const error of errors) assert.match(error, /^Retryable: POST request failed/)
 
       const metrics = yield* scrape(relay)
       assert.deepStrictEqual(

@@ -1,0 +1,99 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Fiber } from "effect"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { callTimeout } from "../../src/dispatch/CallTimeout.js"
+import { headerOf, httpCall } from "../../src/plugin/HttpCall.js"
+import { eventually, pause, startReceiver } from "../support/Receiver.js"
+
+/** A server that never answers, and counts the connections its clients closed. */
+const silentServer = Effect.acquireRelease(
+  Effect.async<{ readonly url: string; readonly closed: () => number; readonly close: () => void }>((resume) => {
+    let closed = 0
+    const server = createServer((req) => {
+      req.resume()
+      req.socket.once("close", () => closed++)
+    })
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      resume(Effect.succeed({
+        url: `http://127.0.0.1:${port}`,
+        closed: () => closed,
+        close: () => {
+          server.close()
+          server.closeAllConnections()
+        }
+      }))
+    })
+  }),
+  (server) => Effect.sync(server.close)
+)
+
+describe("httpCall", () => {
+  it.scoped("sends the method, headers and body, and returns the status, headers and body of the answer", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startReceiver([{ status: 503, headers: { "retry-after": "7" } }])
+      const answer = yield* httpCall("PUT", `${receiver.url}/contacts/42`, { "idempotency-key": "k1" }, "{\"a\":1}")
+      assert.strictEqual(answer.status, 503)
+      assert.strictEqual(headerOf(answer, "retry-after"), "7")
+      assert.deepStrictEqual(JSON.parse(answer.text), { ok: false })
+      const [received] = receiver.received
+      assert.strictEqual(received?.method, "PUT")
+      assert.strictEqual(received?.path, "/contacts/42")
+      assert.strictEqual(received?.headers["idempotency-key"], "k1")
+      assert.strictEqual(received?.body, "{\"a\":1}")
+    }))
+
+  it.effect("a refused connection is Retryable and names the system code, not the URL", () =>
+    Effect.gen(function*() {
+      const probe = createServer()
+      const port = yield* Effect.async<number>((resume) => {
+        probe.listen(0, "127.0.0.1", () => {
+          const { port } = probe.address() as AddressInfo
+          probe.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      const outcome = yield* Effect.either(httpCall("POST", `http://127.0.0.1:${port}/secret-path`, {}, "{}"))
+      assert.isTrue(Either.isLeft(outcome))
+      if (Either.isLeft(outcome)) {
+        assert.strictEqual(outcome.left._tag, "Retryable")
+        assert.strictEqual(outcome.left.message, "POST request failed: ECONNREFUSED")
+      }
+    }))
+
+  it.effect("a request that cannot be sent as written is Permanent", () =>
+    Effect.gen(function*() {
+      const outcome = yield* Effect.either(httpCall("POST", "http://127.0.0.1:1/", { "x-bad": "line\nbreak" }, "{}"))
+      assert.isTrue(Either.isLeft(outcome))
+      if (Either.isLeft(outcome)) {
+        assert.strictEqual(outcome.left._tag, "Permanent")
+        assert.match(outcome.left.message, /^POST request could not be built \(/)
+      }
+    }))
+})
+
+describe("callTimeout", () => {
+  it.scoped("fails with the timeout's error and aborts the call still on the wire", () =>
+    Effect.gen(function*() {
+      const server = yield* silentServer
+      const outcome = yield* Effect.either(callTimeout(httpCall("POST", server.url, {}, "{}"), 200, () => "timed out" as const))
+      assert.deepStrictEqual(outcome, Either.left("timed out"))
+      yield* eventually(() => server.closed() === 1)
+    }))
+
+  it.effect("passes on the effect's success and failure", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* callTimeout(Effect.succeed(1), 1_000, () => "timed out"), 1)
+      assert.deepStrictEqual(yield* Effect.either(callTimeout(Effect.fail("refused"), 1_000, () => "timed out")), Either.left("refused"))
+    }))
+
+  it.effect("interrupting the caller interrupts the call", () =>
+    Effect.gen(function*() {
+      let interrupted = false
+      const call = Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => (interrupted = true))))
+      const caller = yield* Effect.fork(callTimeout(call, 60_000, () => "timed out"))
+      yield* pause(50)
+      yield* Fiber.interrupt(caller)
+      assert.isTrue(interrupted)
+    }))
+})
