@@ -10,6 +10,8 @@ import {
   Effect,
   Either,
   Exit,
+  FiberRef,
+  LogLevel,
   Queue,
   Random,
   Ref,
@@ -49,7 +51,7 @@ const SQLITE_COMMIT_SPACING = 25
 
 const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 
-const iso = (millis: number) => DateTime.formatIso(DateTime.unsafeMake(millis))
+const iso = (millis: number) => new Date(millis).toISOString()
 
 const describe = (error: PluginError) => `${error._tag}: ${error.message}`
 
@@ -321,6 +323,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         } satisfies Finish
       })
 
+    // Read once: a delivery done is logged at debug level, and its annotations cost more than the rest of its report.
+    const debug = LogLevel.greaterThanEqual(LogLevel.Debug, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))
+
     const report = (spec: InstanceSpec, row: ClaimedRow, finish: Finish, settled: Settled) =>
       Effect.suspend(() => {
         // The attempt happened either way; the delivery reached an end state only if its result was kept.
@@ -329,7 +334,10 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           ? Effect.logWarning
           : finish.state === "pending"
           ? Effect.logInfo
-          : Effect.logDebug
+          : debug
+          ? Effect.logDebug
+          : undefined
+        if (log === undefined) return Effect.void
         return log(`delivery ${finish.state === "pending" ? "will be retried" : finish.state}`).pipe(
           Effect.annotateLogs({
             delivery_id: row.id,
