@@ -49,6 +49,9 @@ const MAX_WRITE = 256
  */
 const SQLITE_COMMIT_SPACING = 25
 
+/** Wait (ms) before an attempt whose write failed is written again. */
+const RECORD_RETRY = 1_000
+
 const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 
 const iso = (millis: number) => new Date(millis).toISOString()
@@ -98,6 +101,8 @@ type Settled = "kept" | "lost" | "unrecorded"
 interface RecordJob {
   readonly _tag: "Record"
   readonly finish: Finish
+  /** Until when (epoch ms, the end of the claim's lease) a write that failed is tried again. */
+  readonly retryUntil: number
   readonly settled: (result: Settled) => Effect.Effect<void>
 }
 
@@ -147,6 +152,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
     const jobs = yield* Queue.unbounded<Job>()
+    const scope = yield* Effect.scope
     // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
     // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
     let claims = 0
@@ -199,6 +205,14 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         )
         // One job the store refuses must not fail the others.
         if (Exit.isFailure(exit) && batch.length > 1) return yield* Effect.forEach(batch, (job) => commit([job]), { discard: true })
+        // An attempt made and not recorded would run again once its lease ends: while the lease holds, the write is
+        // tried again, so that a store back within the lease costs no second call.
+        const [record] = records
+        if (Exit.isFailure(exit) && record !== undefined && (yield* Clock.currentTimeMillis) + RECORD_RETRY < record.retryUntil) {
+          yield* Effect.logWarning("Dispatcher: an attempt could not be recorded; trying again while its lease holds", exit.cause)
+          yield* Effect.forkIn(Effect.zipRight(pause(RECORD_RETRY), Queue.offer(jobs, record)), scope)
+          return
+        }
         if (Exit.isFailure(exit)) yield* Effect.logError("Dispatcher: a write to the store failed", exit.cause)
         yield* Effect.forEach(claims, (job, i) => Deferred.done(job.done, Exit.map(exit, ([, claimed]) => claimed[i]!)))
         yield* Effect.forEach(records, (job) =>
@@ -434,6 +448,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           yield* Queue.offer(jobs, {
             _tag: "Record",
             finish,
+            retryUntil: Date.parse(next.row.lease_until!),
             settled: (result) => Effect.zipRight(report(spec, next.row, finish, result), Ref.update(recording, (n) => n - 1))
           })
         })

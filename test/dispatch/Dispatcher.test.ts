@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import Database from "better-sqlite3"
 import { Chunk, Clock, Effect, Schedule, TestClock } from "effect"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
@@ -239,5 +240,34 @@ describe("dispatch and replay", () => {
       const metrics = yield* Effect.promise(() => fetch(`${relay.baseUrl}/metrics`).then((r) => r.text()))
       assert.include(metrics, `kyc_relay_delivery_attempts_total{instance="sink",result="done"} 2`)
       assert.include(metrics, `kyc_relay_deliveries_total{instance="sink",state="done"} 1`, "one delivery, done once")
+    }))
+})
+
+describe("dispatch while the store refuses writes", () => {
+  it.scopedLive("records an attempt once the store is back within its lease, without calling the destination again", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 200 }])
+      const store = yield* tempSqlite
+      const relay = yield* startRelay({ store, secrets: [SECRET], extra: routedTo(sink.url, "  initial_delay: 100ms", "100ms") })
+      const other = new Database(store.slice("sqlite:".length))
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      other.exec("CREATE TABLE refuse (attempts INTEGER NOT NULL)")
+      other.exec("INSERT INTO refuse VALUES (1)")
+      other.exec(`CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts WHEN (SELECT attempts FROM refuse) = 1
+        BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END`)
+
+      assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")).status, 200)
+      yield* eventually(() => sink.received.length === 1)
+      // Long enough for the first write and a retry to be refused.
+      yield* pause(2_500)
+      assert.deepStrictEqual(yield* relay.deliveries.countByState, { running: 1 })
+      other.exec("UPDATE refuse SET attempts = 0")
+
+      yield* relay.deliveries.countByState.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (counts) => counts.done === 1 }),
+        Effect.timeout("10 seconds")
+      )
+      assert.deepStrictEqual((yield* history(relay)).attempts, [[0, "done"]])
+      assert.strictEqual(sink.received.length, 1)
     }))
 })
