@@ -1,8 +1,10 @@
 import { Args, Command, Options } from "@effect/cli"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Console, Effect, Either, Layer, Option } from "effect"
 import { ServeLive } from "../App.js"
 import { layer as settingsLayer, Settings } from "../config/ConfigFile.js"
+import { startInstances } from "../plugin/Instances.js"
 import { describeStore } from "../store/Sql.js"
 import { deliveriesCommand } from "./DeliveriesCommand.js"
 import { eventsCommand } from "./EventsCommand.js"
@@ -19,7 +21,10 @@ const serve = Command.make("serve", { config }, ({ config }) =>
 
 const checkConfig = Command.make("check-config", { config }, ({ config }) =>
   Effect.gen(function*() {
-    const { config: relay, disabled, file, instances } = yield* Settings
+    const loaded = yield* Settings
+    const { config: relay, disabled, file, instances } = loaded
+    // Each instance is started as `serve` would start it, then stopped: a plugin that cannot start is found here.
+    yield* Effect.scoped(Effect.flatMap(Effect.scope, (scope) => startInstances(loaded, scope)))
     yield* Console.log(
       [
         `${file}: OK`,
@@ -34,8 +39,10 @@ const checkConfig = Command.make("check-config", { config }, ({ config }) =>
         `  routes     ${relay.routes.length}`
       ].join("\n")
     )
-  }).pipe(Effect.provide(settingsLayer(config)))
-).pipe(Command.withDescription("Validate the configuration file and print a summary (secrets are never printed)"))
+  }).pipe(Effect.provide(Layer.merge(settingsLayer(config), NodeHttpClient.layerUndici)))
+).pipe(
+  Command.withDescription("Validate the configuration file, start and stop each plugin instance, and print a summary (secrets are never printed)")
+)
 
 const send = Command.make(
   "send",

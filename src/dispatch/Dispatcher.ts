@@ -3,7 +3,6 @@ import { SqlClient, SqlError } from "@effect/sql"
 import {
   Cause,
   Clock,
-  Data,
   DateTime,
   Deferred,
   Duration,
@@ -27,6 +26,7 @@ import { type CashfreeEvent, decodeEventJson } from "../domain/Event.js"
 import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
+import { startInstances } from "../plugin/Instances.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
 import { type ClaimedRow, claimedRows, Deliveries, type Finish } from "../store/Deliveries.js"
 import type { ClaimSpec } from "../store/SqliteWrite.js"
@@ -57,23 +57,6 @@ const decodeRetry = Schema.decodeUnknownSync(Schema.parseJson(RetryOverrides))
 const iso = (millis: number) => new Date(millis).toISOString()
 
 const describe = (error: PluginError) => `${error._tag}: ${error.message}`
-
-/** A plugin's `make` failed; the configuration that names it cannot be run. */
-export class PluginStartFailed extends Data.TaggedError("PluginStartFailed")<{
-  readonly instance: string
-  readonly reason: string
-}> {
-  override get message() {
-    return `plugin instance ${this.instance} could not start: ${this.reason}`
-  }
-}
-
-// A system error code where there is one (ENOTDIR): a plugin's own message may carry more than it should.
-const reasonOf = (defect: unknown): string => {
-  const code = (defect as { readonly code?: unknown } | null)?.code
-  if (typeof code === "string") return code
-  return (defect instanceof Error ? defect.message : String(defect)).split("\n")[0]!.slice(0, 200)
-}
 
 const nextMacrotask = Effect.async<void>((resume) => {
   setImmediate(() => resume(Effect.void))
@@ -505,12 +488,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           )
         }
         // Every instance is made before any lane starts, so a plugin that cannot start leaves nothing running.
-        const made = yield* Effect.forEach(loaded.instances.values(), (spec) =>
-          spec.plugin.make(spec.settings, spec.name).pipe(
-            Scope.extend(generation.scope),
-            Effect.catchAllDefect((defect) => new PluginStartFailed({ instance: spec.name, reason: reasonOf(defect) })),
-            Effect.map((instance) => [spec, instance] as const)
-          )).pipe(Effect.onError((cause) => Scope.close(generation.scope, Exit.failCause(cause))))
+        const made = yield* startInstances(loaded, generation.scope).pipe(
+          Effect.onError((cause) => Scope.close(generation.scope, Exit.failCause(cause)))
+        )
         const lanes: Array<Effect.Effect.Success<ReturnType<typeof startLane>>> = []
         for (const [spec, instance] of made) lanes.push(yield* startLane(spec, instance, generation))
 

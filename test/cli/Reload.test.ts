@@ -77,9 +77,12 @@ describe("configuration reload", () => {
 
       assert.strictEqual(yield* stop(server.child), 0)
 
-      // At start-up the same file is refused with one clear line.
+      // At start-up the same file is refused with one clear line, and check-config finds it first.
       const refused = yield* runCli(["serve", "--config", file])
       assert.strictEqual(refused.code, 1)
       assert.strictEqual(refused.stderr.trim(), "kyc-relay: plugin instance audit could not start: ENOTDIR")
+      const checked = yield* runCli(["check-config", "--config", file])
+      assert.strictEqual(checked.code, 1)
+      assert.strictEqual(checked.stderr.trim(), "kyc-relay: plugin instance audit could not start: ENOTDIR")
     }), 60_000)
 })
