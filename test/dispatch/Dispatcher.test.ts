@@ -166,17 +166,19 @@ describe("dispatch with the TestClock", () => {
       })
     }))
 
-  // A test of its own: `asleep` cannot tell one relay's claimer from another's.
+  // A test of its own: `asleep` cannot tell one relay's claimer from another's. The claimer polls once a minute:
+  // moving the clock a minute past polls every second would wake it at each one, and a claim made on the way (on
+  // the writer thread, in real time) could still be running, at an earlier time, when the clock got there.
   it.scoped("dead-letters when the next attempt would pass max_age", () =>
     Effect.gen(function*() {
       const aged = yield* startReceiver([{ status: 503 }])
       const relay = yield* startRelay({
         store: yield* tempSqlite,
         secrets: [SECRET],
-        extra: routedTo(aged.url, "  initial_delay: 1m\n  multiplier: 10\n  jitter: 0\n  max_age: 5m")
+        extra: routedTo(aged.url, "  initial_delay: 1m\n  multiplier: 10\n  jitter: 0\n  max_age: 5m", "1m")
       })
       yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")
-      yield* settledAt(relay, 1)
+      yield* settledAt(relay, 1, 60_000)
       yield* TestClock.adjust("1 minute")
       yield* eventually(() => aged.received.length === 2)
       yield* pause(100)
