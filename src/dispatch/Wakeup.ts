@@ -1,4 +1,4 @@
-import { Deferred, Effect, SynchronizedRef } from "effect"
+import { Deferred, Effect, Exit, FiberId } from "effect"
 
 /**
  * Tells this process's claimers that deliveries were just scheduled, so they need not wait for their next
@@ -6,35 +6,37 @@ import { Deferred, Effect, SynchronizedRef } from "effect"
  * processes sharing the database find the work by polling.
  */
 export class Wakeup extends Effect.Service<Wakeup>()("kyc-relay/Wakeup", {
-  effect: Effect.gen(function*() {
-    // One signal per instance, completed and dropped by the next announcement.
-    const signals = yield* SynchronizedRef.make(new Map<string, Deferred.Deferred<void>>())
+  sync: () => {
+    // One signal per instance, completed and dropped by the next announcement. Every change is synchronous, so
+    // no lock is needed; ingest announces once per group commit without starting a fiber.
+    const signals = new Map<string, Deferred.Deferred<void>>()
 
     /** `scheduled` maps an instance to how many deliveries were just scheduled for it. */
-    const notify = (scheduled: ReadonlyMap<string, number>) =>
-      SynchronizedRef.updateEffect(signals, (map) =>
-        Effect.gen(function*() {
-          const next = new Map(map)
-          for (const [instance, count] of scheduled) {
-            const signal = next.get(instance)
-            if (count === 0 || signal === undefined) continue
-            yield* Deferred.succeed(signal, undefined)
-            next.delete(instance)
-          }
-          return next
-        }))
+    const unsafeNotify = (scheduled: Iterable<readonly [string, number]>) => {
+      for (const [instance, count] of scheduled) {
+        const signal = signals.get(instance)
+        if (count === 0 || signal === undefined) continue
+        signals.delete(instance)
+        Deferred.unsafeDone(signal, Exit.void)
+      }
+    }
+
+    const notify = (scheduled: Iterable<readonly [string, number]>) => Effect.sync(() => unsafeNotify(scheduled))
 
     /**
      * An effect that resolves once deliveries for `instance` are announced after this call. Take it before
      * looking for work, then wait on it, so that an announcement made meanwhile is not missed.
      */
     const next = (instance: string) =>
-      SynchronizedRef.modifyEffect(signals, (map) => {
-        const existing = map.get(instance)
-        if (existing !== undefined) return Effect.succeed([Deferred.await(existing), map] as const)
-        return Effect.map(Deferred.make<void>(), (signal) => [Deferred.await(signal), new Map(map).set(instance, signal)] as const)
+      Effect.sync(() => {
+        let signal = signals.get(instance)
+        if (signal === undefined) {
+          signal = Deferred.unsafeMake<void>(FiberId.none)
+          signals.set(instance, signal)
+        }
+        return Deferred.await(signal)
       })
 
-    return { notify, next } as const
-  })
+    return { notify, unsafeNotify, next } as const
+  }
 }) {}

@@ -71,7 +71,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         const now = DateTime.formatIso(DateTime.unsafeMake(clock.unsafeCurrentTimeMillis()))
         const { stored, unrouted, woken } = await commit(batch.map(({ event, row }) => arrival(snapshot, row, event, now)), now)
         metrics.unrouted(unrouted)
-        if (woken.length > 0) runFork(wakeup.notify(new Map(woken)))
+        if (woken.length > 0) wakeup.unsafeNotify(woken)
         return stored
       },
       onError: (error) => runFork(Effect.logError("Ingest.commit failed", Cause.fail(error)))
