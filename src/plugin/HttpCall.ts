@@ -7,14 +7,32 @@ export interface HttpAnswer {
   readonly status: number
   /** By lower-case name. */
   readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+  /** The body as UTF-8, at most its first MAX_ANSWER_BYTES: a receipt id is all a plugin reads of it. */
   readonly text: string
+}
+
+/** Most of an answer's body kept; the rest is not read, so a destination cannot fill the service's memory. */
+export const MAX_ANSWER_BYTES = 64 * 1024
+
+const readAtMost = async (body: AsyncIterable<Buffer> & { destroy: () => unknown }, limit: number) => {
+  const chunks: Array<Buffer> = []
+  let size = 0
+  for await (const chunk of body) {
+    chunks.push(chunk)
+    size += chunk.length
+    if (size >= limit) {
+      body.destroy()
+      break
+    }
+  }
+  return Buffer.concat(chunks, size).subarray(0, limit).toString("utf8")
 }
 
 // undici's codes for a request it refuses to send (a malformed URL, header or method): retrying cannot help.
 const REFUSED = new Set(["ERR_INVALID_URL", "UND_ERR_INVALID_ARG", "ERR_INVALID_ARG_TYPE", "ERR_INVALID_ARG_VALUE"])
 
 /**
- * One HTTP call and its whole answer, on undici directly. A delivery needs one request and its status, and
+ * One HTTP call and its answer, on undici directly. A delivery needs one request and its status, and
  * `@effect/platform`'s HttpClient spent more CPU per delivery than the call itself (BENCHMARKS.md). Interrupting
  * the effect (the host's timeout) aborts the call. Errors name the method and a system code, never the URL,
  * which may carry personal data or a token.
@@ -28,7 +46,7 @@ export const httpCall = (
   Effect.tryPromise({
     try: async (signal) => {
       const response = await request(url, { method: method as "POST", headers, body, signal })
-      return { status: response.statusCode, headers: response.headers, text: await response.body.text() }
+      return { status: response.statusCode, headers: response.headers, text: await readAtMost(response.body, MAX_ANSWER_BYTES) }
     },
     catch: (cause) => {
       const code = systemErrorCode(cause)

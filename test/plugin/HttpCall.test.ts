@@ -3,7 +3,7 @@ import { Effect, Either, Fiber } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { callTimeout } from "../../src/dispatch/CallTimeout.js"
-import { headerOf, httpCall } from "../../src/plugin/HttpCall.js"
+import { headerOf, httpCall, MAX_ANSWER_BYTES } from "../../src/plugin/HttpCall.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 
 /** A server that never answers, and counts the connections its clients closed. */
@@ -42,6 +42,26 @@ describe("httpCall", () => {
       assert.strictEqual(received?.path, "/contacts/42")
       assert.strictEqual(received?.headers["idempotency-key"], "k1")
       assert.strictEqual(received?.body, "{\"a\":1}")
+    }))
+
+  it.scoped("keeps at most MAX_ANSWER_BYTES of an answer that does not end", () =>
+    Effect.gen(function*() {
+      const server = createServer((req, res) => {
+        req.resume()
+        res.writeHead(200, { "content-type": "text/plain" })
+        const chunk = "x".repeat(16 * 1024)
+        const timer = setInterval(() => res.write(chunk), 1)
+        res.once("close", () => clearInterval(timer))
+      })
+      const url = yield* Effect.acquireRelease(
+        Effect.async<string>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+        }),
+        () => Effect.sync(() => server.close(() => undefined))
+      )
+      const answer = yield* httpCall("POST", url, {}, "{}")
+      assert.strictEqual(answer.status, 200)
+      assert.strictEqual(answer.text.length, MAX_ANSWER_BYTES)
     }))
 
   it.effect("a refused connection is Retryable and names the system code, not the URL", () =>
