@@ -180,7 +180,7 @@ export const CrmPlugin = definePlugin({
               const failure = classifyStatus(response.status, headerOf(response, "retry-after"), yield* Clock.currentTimeMillis)
               if (Option.isSome(failure)) return yield* withMethod(settings.method, failure.value)
             }
-            return receiptOf(response.text)
+            return response.complete ? receiptOf(response.text) : {}
           })
       }
     })

@@ -1,9 +1,12 @@
 import { Effect, Fiber } from "effect"
 
+// setTimeout fires at once past this many milliseconds (about 24.8 days).
+const MAX_TIMER = 2 ** 31 - 1
+
 /**
  * `effect`, failed with `onTimeout()` if it has not finished within `millis` (real time), once it has been
  * interrupted. The same as `Effect.timeoutFail`, for one plugin call per delivery: that races two forked
- * fibers and a Clock sleep, and cost ~170 µs of CPU per delivery (BENCHMARKS.md); this forks one and sets a timer.
+ * fibers and a Clock sleep, twice the CPU per call of forking one and setting a timer (BENCHMARKS.md).
  */
 export const callTimeout = <A, E, E2>(
   effect: Effect.Effect<A, E>,
@@ -17,7 +20,7 @@ export const callTimeout = <A, E, E2>(
         const timer = setTimeout(() => {
           settled = true
           resume(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout())))
-        }, millis)
+        }, Math.min(millis, MAX_TIMER))
         fiber.addObserver((exit) => {
           clearTimeout(timer)
           if (!settled) {

@@ -193,7 +193,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const [record] = records
         if (Exit.isFailure(exit) && record !== undefined && (yield* Clock.currentTimeMillis) + RECORD_RETRY < record.retryUntil) {
           yield* Effect.logWarning("Dispatcher: an attempt could not be recorded; trying again while its lease holds", exit.cause)
-          yield* Effect.forkIn(Effect.zipRight(pause(RECORD_RETRY), Queue.offer(jobs, record)), scope)
+          // Stopped by shutdown before it is queued again, it is reported as not recorded, so that nothing waits for it.
+          yield* Effect.forkIn(
+            Effect.zipRight(pause(RECORD_RETRY), Queue.offer(jobs, record)).pipe(Effect.onInterrupt(() => record.settled("unrecorded"))),
+            scope
+          )
           return
         }
         if (Exit.isFailure(exit)) yield* Effect.logError("Dispatcher: a write to the store failed", exit.cause)

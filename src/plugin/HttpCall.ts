@@ -7,25 +7,44 @@ export interface HttpAnswer {
   readonly status: number
   /** By lower-case name. */
   readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
-  /** The body as UTF-8, at most its first MAX_ANSWER_BYTES: a receipt id is all a plugin reads of it. */
+  /** The body as UTF-8; only its beginning when `complete` is false. */
   readonly text: string
+  /** False when the body was longer than MAX_ANSWER_BYTES or broke off: plugins should not read it then. */
+  readonly complete: boolean
 }
 
-/** Most of an answer's body kept; the rest is not read, so a destination cannot fill the service's memory. */
-export const MAX_ANSWER_BYTES = 64 * 1024
+/** Most of an answer's body read; the rest is not, so a destination cannot fill the service's memory. */
+export const MAX_ANSWER_BYTES = 1024 * 1024
 
-const readAtMost = async (body: AsyncIterable<Buffer> & { destroy: () => unknown }, limit: number) => {
+/**
+ * The status decides a delivery: a body that breaks off or runs long after it still leaves an answer, so the
+ * destination is not called again for a change it took.
+ */
+const readBody = async (body: AsyncIterable<Buffer> & { destroy: () => unknown }) => {
   const chunks: Array<Buffer> = []
   let size = 0
-  for await (const chunk of body) {
-    chunks.push(chunk)
-    size += chunk.length
-    if (size >= limit) {
-      body.destroy()
-      break
+  let complete = true
+  try {
+    for await (const chunk of body) {
+      if (size + chunk.length > MAX_ANSWER_BYTES) {
+        complete = false
+        body.destroy()
+        break
+      }
+      chunks.push(chunk)
+      size += chunk.length
     }
+  } catch {
+    complete = false
   }
-  return Buffer.concat(chunks, size).subarray(0, limit).toString("utf8")
+  return { text: Buffer.concat(chunks, size).toString("utf8"), complete }
+}
+
+// Names as HTTP compares them: a header given twice in different cases is sent once, the later value winning.
+const byLowerCaseName = (headers: Readonly<Record<string, string>>) => {
+  const named: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) named[name.toLowerCase()] = value
+  return named
 }
 
 // undici's codes for a request it refuses to send (a malformed URL, header or method): retrying cannot help.
@@ -34,7 +53,8 @@ const REFUSED = new Set(["ERR_INVALID_URL", "UND_ERR_INVALID_ARG", "ERR_INVALID_
 /**
  * One HTTP call and its answer, on undici directly. A delivery needs one request and its status, and
  * `@effect/platform`'s HttpClient spent more CPU per delivery than the call itself (BENCHMARKS.md). Interrupting
- * the effect (the host's timeout) aborts the call. Errors name the method and a system code, never the URL,
+ * the effect (the host's timeout) aborts the call. Later headers win over earlier ones of the same name in any
+ * case, so a plugin's own values replace a user's. Errors name the method and a system code, never the URL,
  * which may carry personal data or a token.
  */
 export const httpCall = (
@@ -45,8 +65,8 @@ export const httpCall = (
 ): Effect.Effect<HttpAnswer, Retryable | Permanent> =>
   Effect.tryPromise({
     try: async (signal) => {
-      const response = await request(url, { method: method as "POST", headers, body, signal })
-      return { status: response.statusCode, headers: response.headers, text: await readAtMost(response.body, MAX_ANSWER_BYTES) }
+      const response = await request(url, { method: method as "POST", headers: byLowerCaseName(headers), body, signal })
+      return { status: response.statusCode, headers: response.headers, ...(await readBody(response.body)) }
     },
     catch: (cause) => {
       const code = systemErrorCode(cause)

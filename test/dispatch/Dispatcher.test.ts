@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Chunk, Clock, Effect, Schedule, TestClock } from "effect"
+import { Chunk, Clock, Effect, Exit, Schedule, Scope, TestClock } from "effect"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
@@ -271,5 +271,28 @@ describe("dispatch while the store refuses writes", () => {
       )
       assert.deepStrictEqual((yield* history(relay)).attempts, [[0, "done"]])
       assert.strictEqual(sink.received.length, 1)
+    }))
+
+  it.scopedLive("stops without waiting out shutdown_grace for an attempt it could not record yet", () =>
+    Effect.gen(function*() {
+      const sink = yield* startReceiver([{ status: 200 }])
+      const store = yield* tempSqlite
+      const relayScope = yield* Scope.make()
+      const relay = yield* startRelay({
+        store,
+        secrets: [SECRET],
+        extra: `${routedTo(sink.url, "  initial_delay: 100ms", "100ms")}  shutdown_grace: 20s\n`
+      }).pipe(Scope.extend(relayScope))
+      const other = new Database(store.slice("sqlite:".length))
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      other.exec(`CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END`)
+
+      assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")).status, 200)
+      yield* eventually(() => sink.received.length === 1)
+      yield* pause(1_500)
+      const started = Date.now()
+      yield* Scope.close(relayScope, Exit.void)
+      assert.isBelow(Date.now() - started, 5_000)
+      assert.deepStrictEqual(other.prepare("SELECT state FROM deliveries").all(), [{ state: "running" }])
     }))
 })

@@ -61,7 +61,35 @@ describe("httpCall", () => {
       )
       const answer = yield* httpCall("POST", url, {}, "{}")
       assert.strictEqual(answer.status, 200)
-      assert.strictEqual(answer.text.length, MAX_ANSWER_BYTES)
+      assert.isFalse(answer.complete)
+      assert.isAtMost(answer.text.length, MAX_ANSWER_BYTES)
+    }))
+
+  it.scoped("an answer whose body breaks off is still an answer: its status counts, its body is marked incomplete", () =>
+    Effect.gen(function*() {
+      const server = createServer((req, res) => {
+        req.resume()
+        res.writeHead(200, { "content-type": "application/json", "content-length": "1000" })
+        res.write("{\"id\":")
+        setTimeout(() => res.destroy(), 20)
+      })
+      const url = yield* Effect.acquireRelease(
+        Effect.async<string>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+        }),
+        () => Effect.sync(() => server.close(() => undefined))
+      )
+      const answer = yield* httpCall("POST", url, {}, "{}")
+      assert.strictEqual(answer.status, 200)
+      assert.isFalse(answer.complete)
+    }))
+
+  it.scoped("sends a header given twice in different cases once, with the later value", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startReceiver([{ status: 200 }])
+      const answer = yield* httpCall("POST", receiver.url, { "Idempotency-Key": "from-settings", "idempotency-key": "from-plugin" }, "{}")
+      assert.isTrue(answer.complete)
+      assert.strictEqual(receiver.received[0]?.headers["idempotency-key"], "from-plugin")
     }))
 
   it.effect("a refused connection is Retryable and names the system code, not the URL", () =>
