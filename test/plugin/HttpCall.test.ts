@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Fiber } from "effect"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { callTimeout } from "../../src/dispatch/CallTimeout.js"
 import { headerOf, httpCall, MAX_ANSWER_BYTES } from "../../src/plugin/HttpCall.js"
@@ -29,6 +29,15 @@ const silentServer = Effect.acquireRelease(
   (server) => Effect.sync(server.close)
 )
 
+/** The URL of `server`, listening on a free loopback port until the scope closes. */
+const listening = (server: Server) =>
+  Effect.acquireRelease(
+    Effect.async<string>((resume) => {
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+    }),
+    () => Effect.sync(() => server.close(() => undefined))
+  )
+
 describe("httpCall", () => {
   it.scoped("sends the method, headers and body, and returns the status, headers and body of the answer", () =>
     Effect.gen(function*() {
@@ -53,12 +62,7 @@ describe("httpCall", () => {
         const timer = setInterval(() => res.write(chunk), 1)
         res.once("close", () => clearInterval(timer))
       })
-      const url = yield* Effect.acquireRelease(
-        Effect.async<string>((resume) => {
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
-        }),
-        () => Effect.sync(() => server.close(() => undefined))
-      )
+      const url = yield* listening(server)
       const answer = yield* httpCall("POST", url, {}, "{}")
       assert.strictEqual(answer.status, 200)
       assert.isFalse(answer.complete)
@@ -73,12 +77,7 @@ describe("httpCall", () => {
         res.write("{\"id\":")
         setTimeout(() => res.destroy(), 20)
       })
-      const url = yield* Effect.acquireRelease(
-        Effect.async<string>((resume) => {
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
-        }),
-        () => Effect.sync(() => server.close(() => undefined))
-      )
+      const url = yield* listening(server)
       const answer = yield* httpCall("POST", url, {}, "{}")
       assert.strictEqual(answer.status, 200)
       assert.isFalse(answer.complete)
