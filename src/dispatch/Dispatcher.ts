@@ -33,6 +33,7 @@ import type { ClaimSpec } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
 import { callTimeout } from "./CallTimeout.js"
+import { type HandedOver, Lanes } from "./Lanes.js"
 import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
 import { Wakeup } from "./Wakeup.js"
@@ -131,6 +132,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
+    const lanes = yield* Lanes
     const metrics = yield* Metrics
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const http = yield* HttpClient.HttpClient
@@ -358,24 +360,26 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     interface Generation {
       readonly scope: Scope.CloseableScope
-      readonly stopping: Ref.Ref<boolean>
+      /** Plain rather than a Ref: ingest reads it synchronously when it reserves room in a lane. */
+      readonly state: { stopping: boolean }
       readonly lease: number
       readonly pollInterval: Duration.Duration
     }
 
     /**
-     * One plugin instance's claimer and workers. `inHand` counts the deliveries claimed and not yet attempted,
-     * `recording` the attempts not yet recorded: a stopping generation waits for both to be zero.
+     * One plugin instance's claimer and workers. `inHand` counts the deliveries claimed (or reserved by ingest, see
+     * Lanes) and not yet attempted, `recording` the attempts not yet recorded: a stopping generation waits for both
+     * to be zero.
      */
     const startLane = (spec: InstanceSpec, instance: PluginInstance, generation: Generation) =>
       Effect.gen(function*() {
-        const { lease, stopping } = generation
+        const { lease, state } = generation
         const timeout = Duration.toMillis(spec.timeout)
         // A delivery must start while its call can still finish within the lease (or, if the timeout is longer
         // than that, within half of it); otherwise another process could take it over while it is on the wire.
         const startWithin = Math.max(lease - timeout, lease / 2)
         const capacity = holding(spec.concurrency, timeout, startWithin)
-        const inHand = yield* Ref.make(0)
+        let inHand = 0
         const recording = yield* Ref.make(0)
         const ready = yield* Queue.unbounded<Ready>()
         const freed = yield* Queue.sliding<void>(1)
@@ -383,7 +387,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         // stopping generation can wait for a claim under way.
         const claiming = yield* Effect.makeSemaphore(1)
 
-        const letGo = (n: number) => Effect.zipRight(Ref.update(inHand, (h) => h - n), Queue.offer(freed, undefined))
+        const unsafeLetGo = (n: number) => {
+          inHand -= n
+          Queue.unsafeOffer(freed, undefined)
+        }
+        const letGo = (n: number) => Effect.sync(() => unsafeLetGo(n))
 
         /** Hands claimed deliveries back to the queue, for this or another process to claim at once. */
         const handBack = (rows: ReadonlyArray<ClaimedRow>) =>
@@ -401,17 +409,18 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const release = (batch: ReadonlyArray<Ready>) =>
           handBack(batch.map((ready) => ready.row)).pipe(Effect.ensuring(letGo(batch.length)))
 
-        const room = Effect.map(Ref.get(inHand), (h) => Math.max(0, Math.min(MAX_CLAIM, capacity - h)))
+        const roomNow = () => Math.max(0, Math.min(MAX_CLAIM, capacity - inHand))
+        const room = Effect.sync(roomNow)
 
         /** Claims what there is room for and hands it to the workers; undefined once the generation stops. */
         const claimBatch = Effect.gen(function*() {
-          if (yield* Ref.get(stopping)) return undefined
+          if (state.stopping) return undefined
           const { asked, rows } = yield* claim(spec.name, room, lease)
           if (rows.length > 0) {
             const batch = yield* prepare(rows, lease, startWithin).pipe(
               Effect.tapErrorCause(() => handBack(rows))
             )
-            yield* Ref.update(inHand, (h) => h + batch.length)
+            inHand += batch.length
             yield* Queue.offerAll(ready, batch)
           }
           return { asked, got: rows.length }
@@ -427,7 +436,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         const worker = Effect.gen(function*() {
           const next = yield* Queue.take(ready)
-          if ((yield* Ref.get(stopping)) || (yield* Clock.currentTimeMillis) > next.startBy) return yield* release([next])
+          if (state.stopping || (yield* Clock.currentTimeMillis) > next.startBy) return yield* release([next])
           const finish = yield* attempt(spec, instance, next).pipe(Effect.onError(() => letGo(1)))
           // Counted as recording before it stops counting as in hand, so a stopping generation never sees neither.
           yield* Ref.update(recording, (n) => n + 1)
@@ -458,9 +467,32 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         )
         for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(untraced, generation.scope)
 
+        const accept = (handed: ReadonlyArray<HandedOver>, leasedAt: number) => {
+          for (const { body, current, event, row, verificationId } of handed) {
+            Queue.unsafeOffer(ready, {
+              row: { ...row, body, verification_id: verificationId, stale: false },
+              event: Either.right(event),
+              current,
+              startBy: leasedAt + startWithin
+            })
+          }
+        }
+        const unregister = lanes.register(spec.name, {
+          reserve: (wanted) => {
+            const granted = state.stopping ? 0 : Math.min(wanted, roomNow())
+            inHand += granted
+            return granted
+          },
+          accept,
+          giveBack: unsafeLetGo,
+          holder: nextHolder,
+          lease
+        })
+        yield* Scope.addFinalizer(generation.scope, Effect.sync(unregister))
+
         return {
           claimDone: claiming.withPermits(1)(Effect.void),
-          idle: Effect.zipWith(Ref.get(inHand), Ref.get(recording), (a, b) => a + b === 0),
+          idle: Effect.zipWith(Effect.sync(() => inHand), Ref.get(recording), (a, b) => a + b === 0),
           releaseWaiting: Effect.flatMap(Queue.takeAll(ready), (waiting) => release([...waiting]))
         } as const
       })
@@ -475,7 +507,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const { dispatch } = loaded.config
         const generation: Generation = {
           scope: yield* Scope.make(),
-          stopping: yield* Ref.make(false),
+          state: { stopping: false },
           lease: Duration.toMillis(dispatch.lease),
           pollInterval: dispatch.poll_interval
         }
@@ -499,7 +531,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         for (const [spec, instance] of made) lanes.push(yield* startLane(spec, instance, generation))
 
         const stop = Effect.gen(function*() {
-          yield* Ref.set(generation.stopping, true)
+          generation.state.stopping = true
           yield* Effect.forEach(lanes, (lane) => Effect.zipRight(lane.claimDone, lane.releaseWaiting), { discard: true })
           yield* Effect.forEach(lanes, (lane) =>
             lane.idle.pipe(Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis") })), {
@@ -531,5 +563,13 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
     return { owner, reload } as const
   }),
-  dependencies: [Deliveries.Default, Verifications.Default, Rules.Default, Wakeup.Default, Metrics.Default, SqliteWriterService.Default]
+  dependencies: [
+    Deliveries.Default,
+    Verifications.Default,
+    Rules.Default,
+    Wakeup.Default,
+    Lanes.Default,
+    Metrics.Default,
+    SqliteWriterService.Default
+  ]
 }) {}

@@ -55,7 +55,7 @@ export const applyLifecycle = (
 export interface Planned {
   readonly deliveries: ReadonlyArray<DeliveryRow>
   readonly staleIds: ReadonlyArray<string>
-  /** Deliveries just scheduled, by plugin instance. */
+  /** Deliveries just scheduled for a claim (not leased to a lane already), by plugin instance. */
   readonly woken: ReadonlyMap<string, number>
   /** Accepted events that matched no route. */
   readonly unrouted: number
@@ -74,7 +74,7 @@ export const planDeliveries = (decided: ReadonlyArray<Decided>, written: Readonl
     if (rows.length === 0) unrouted++
     for (const delivery of rows) {
       deliveries.push(delivery)
-      woken.set(delivery.instance, (woken.get(delivery.instance) ?? 0) + 1)
+      if (delivery.lease_owner === null) woken.set(delivery.instance, (woken.get(delivery.instance) ?? 0) + 1)
     }
   }
   return { deliveries, staleIds, woken, unrouted }

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, DateTime, Effect, Runtime } from "effect"
 import { Rules } from "../dispatch/Rules.js"
+import { Lanes } from "../dispatch/Lanes.js"
 import { Wakeup } from "../dispatch/Wakeup.js"
 import type { CashfreeEvent } from "../domain/Event.js"
 import { Metrics } from "../observability/Metrics.js"
@@ -10,6 +11,7 @@ import type { Committed } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
 import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "./Apply.js"
+import { leaseToLanes } from "./Direct.js"
 import { groupCommit } from "./GroupCommit.js"
 import { arrival } from "./Plan.js"
 
@@ -26,7 +28,8 @@ interface Received {
  * Stores webhooks. Requests that arrive together are written in one transaction (see GroupCommit); in that
  * same transaction each new event updates its verification's lifecycle and gets one delivery per routed plugin
  * instance, so a 200 means the event and all its deliveries are durable. On a SQLite file the transaction
- * runs on a writer thread (SqliteWriter); on PostgreSQL through the SQL client.
+ * runs on a writer thread (SqliteWriter); on PostgreSQL through the SQL client. Deliveries whose plugin instance
+ * has room in this process are written leased to it and handed over after the commit (see Direct).
  */
 export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
   scoped: Effect.gen(function*() {
@@ -36,6 +39,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     const verifications = yield* Verifications
     const rules = yield* Rules
     const wakeup = yield* Wakeup
+    const lanes = yield* Lanes
     const metrics = yield* Metrics
     // The service's clock rather than Date.now(), so that tests can move time.
     const clock = yield* Effect.clock
@@ -47,14 +51,14 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       Effect.gen(function*() {
         const stored = yield* events.insertBatch(batch.map((arrival) => arrival.row))
         const fresh = freshOf(batch, stored.map((s) => s.duplicate))
-        if (fresh.length === 0) return { stored, woken: [], unrouted: 0 } satisfies Committed
+        if (fresh.length === 0) return { stored, staleIds: [], woken: [], unrouted: 0 } satisfies Committed
         const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.tracked.verificationId))])
         const { changed, decided } = applyLifecycle(fresh, states)
         const written = yield* verifications.save(changed, now)
         const planned = planDeliveries(decided, written)
         yield* events.markStale(planned.staleIds)
         yield* deliveries.enqueue(planned.deliveries)
-        return { stored, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
+        return { stored, staleIds: planned.staleIds, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
       }).pipe(sql.withTransaction)
 
     const { writer } = yield* SqliteWriterService
@@ -68,11 +72,21 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
       inFlight: writer === undefined ? 1 : 2,
       commit: async (batch) => {
         const snapshot = rules.unsafeCurrent()
-        const now = DateTime.formatIso(DateTime.unsafeMake(clock.unsafeCurrentTimeMillis()))
-        const { stored, unrouted, woken } = await commit(batch.map(({ event, row }) => arrival(snapshot, row, event, now)), now)
-        metrics.unrouted(unrouted)
-        if (woken.length > 0) wakeup.unsafeNotify(woken)
-        return stored
+        const millis = clock.unsafeCurrentTimeMillis()
+        const now = DateTime.formatIso(DateTime.unsafeMake(millis))
+        const arrivals = batch.map(({ event, row }) => arrival(snapshot, row, event, now))
+        const direct = leaseToLanes(lanes, arrivals, batch.map(({ event }) => event), millis)
+        let committed: Committed
+        try {
+          committed = await commit(direct.batch, now)
+        } catch (error) {
+          direct.cancel()
+          throw error
+        }
+        direct.handOver(committed)
+        metrics.unrouted(committed.unrouted)
+        if (committed.woken.length > 0) wakeup.unsafeNotify(committed.woken)
+        return committed.stored
       },
       onError: (error) => runFork(Effect.logError("Ingest.commit failed", Cause.fail(error)))
     })
@@ -90,6 +104,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     Verifications.Default,
     Rules.Default,
     Wakeup.Default,
+    Lanes.Default,
     Metrics.Default,
     SqliteWriterService.Default
   ]

@@ -24,6 +24,8 @@ export interface Dispatched {
 /** What a committed batch tells the service: each webhook's answer, and the deliveries to announce. */
 export interface Committed {
   readonly stored: ReadonlyArray<Stored>
+  /** New events found stale: their deliveries were written unleased (see Direct). */
+  readonly staleIds: ReadonlyArray<string>
   readonly woken: ReadonlyArray<readonly [instance: string, count: number]>
   readonly unrouted: number
 }
@@ -79,7 +81,7 @@ export const openSqliteWrite = (filename: string) => {
       duplicate[i] ? { eventId: storedId.get(row.dedupe_key)!.id, duplicate: true } : { eventId: row.id, duplicate: false }
     )
     const fresh = freshOf(batch, duplicate)
-    if (fresh.length === 0) return { stored, woken: [], unrouted: 0 }
+    if (fresh.length === 0) return { stored, staleIds: [], woken: [], unrouted: 0 }
 
     // The forward-only upsert writes exactly when the event is not stale (its condition is isStale's negation),
     // so one statement per event, in order, both decides what applyLifecycle would and writes the state.
@@ -92,7 +94,7 @@ export const openSqliteWrite = (filename: string) => {
     const planned = planDeliveries(decided, written)
     for (const id of planned.staleIds) markStale.run(id)
     for (const delivery of planned.deliveries) insertDelivery.run(delivery)
-    return { stored, woken: [...planned.woken], unrouted: planned.unrouted }
+    return { stored, staleIds: planned.staleIds, woken: [...planned.woken], unrouted: planned.unrouted }
   })
 
   // The dispatcher's writes, as Deliveries.record and Deliveries.claim make them through the SQL client.

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path"
 import { Deliveries } from "../../src/store/Deliveries.js"
 import { Events } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
-import { fixture, repoRoot } from "../support/Fixtures.js"
+import { repoRoot, uniqueEvent } from "../support/Fixtures.js"
 import { alive, kill, listening, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { relayConfigYaml, signedHeaders, tempPostgres, tempSqlite } from "../support/Relay.js"
@@ -92,13 +92,6 @@ interface Spawned {
 /** A process that is listening. */
 interface Proc extends Spawned {
   readonly webhookUrl: string
-}
-
-/** One unique event: the fixture with its own verification id, re-serialised. */
-const uniqueBody = (prefix: string, i: number) => {
-  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
-  json.data.verification_id = `${prefix}_${i}`
-  return JSON.stringify(json)
 }
 
 type Kind = "original" | "duplicate" | "resigned"
@@ -228,7 +221,7 @@ describe.each(STORES)("chaos on $name", ({ name, make, processes }) => {
       // ---- the client: unique events, ~10 % exact duplicates, ~10 % re-signed copies, retried until answered ----
       const ops: Array<Op> = []
       for (let i = 0; i < EVENTS; i++) {
-        const body = uniqueBody(`chaos_${name}`, i)
+        const body = uniqueEvent(`chaos_${name}`, i)
         const headers = signedHeaders(SECRET, body)
         ops.push({ key: i, kind: "original", body, headers, order: i })
         if (Math.random() < 0.1) ops.push({ key: i, kind: "duplicate", body, headers, order: i + Math.random() * EVENTS * 0.3 })

@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Deliveries } from "../../src/store/Deliveries.js"
 import * as Sql from "../../src/store/Sql.js"
-import { fixture } from "../support/Fixtures.js"
+import { uniqueEvent } from "../support/Fixtures.js"
 import { kill, listening, spawnCli, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, relayConfigYaml, signedHeaders, tempSqlite } from "../support/Relay.js"
@@ -15,13 +15,6 @@ const SECRET = "crash-test-secret"
 const EVENTS = 30
 const CONCURRENCY = 4
 const SINK_DELAY_MS = 300
-
-/** A unique event: the fixture with its own verification id, so each one is new and none is stale. */
-const uniqueEvent = (i: number) => {
-  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
-  json.data.verification_id = `crash_${i}`
-  return JSON.stringify(json)
-}
 
 describe("dispatch across a crash", () => {
   it.scopedLive("nothing is lost when the server is killed mid-delivery", () =>
@@ -58,7 +51,7 @@ dispatch:
       const webhookUrl = `${yield* listening(first)}/webhooks/cashfree`
 
       const answers = yield* Effect.forEach(
-        Array.from({ length: EVENTS }, (_, i) => uniqueEvent(i)),
+        Array.from({ length: EVENTS }, (_, i) => uniqueEvent("crash", i)),
         (body) => post(webhookUrl, body, signedHeaders(SECRET, body)),
         { concurrency: 10 }
       )

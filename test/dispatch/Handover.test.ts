@@ -6,18 +6,12 @@ import { parseConfigText, Settings } from "../../src/config/ConfigFile.js"
 import { Dispatcher } from "../../src/dispatch/Dispatcher.js"
 import { ServerAddress } from "../../src/http/Server.js"
 import { Deliveries } from "../../src/store/Deliveries.js"
-import { fixture } from "../support/Fixtures.js"
+import { uniqueEvent } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, relayConfigYaml, signedHeaders, STORES } from "../support/Relay.js"
 
 const SECRET = "handover-secret"
 const EVENTS = 6
-
-const uniqueEvent = (i: number) => {
-  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
-  json.data.verification_id = `handover_${i}`
-  return JSON.stringify(json)
-}
 
 // One worker, and a lease long enough next to the timeout that the instance claims ahead of it.
 const config = (store: string, sinkUrl: string) =>
@@ -53,7 +47,7 @@ describe.each(STORES)("reload on $name", ({ make }) => {
       const deliveries = Context.get(context, Deliveries)
 
       // All of them are claimed ahead of the single worker, which is busy with the first for a second.
-      yield* Effect.forEach(Array.from({ length: EVENTS }, (_, i) => uniqueEvent(i)), (body) =>
+      yield* Effect.forEach(Array.from({ length: EVENTS }, (_, i) => uniqueEvent("handover", i)), (body) =>
         post(webhookUrl, body, signedHeaders(SECRET, body)), { concurrency: EVENTS })
       yield* eventually(() => slow.received.length === 1)
       yield* pause(100)

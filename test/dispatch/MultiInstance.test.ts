@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Deliveries } from "../../src/store/Deliveries.js"
 import * as Sql from "../../src/store/Sql.js"
-import { fixture } from "../support/Fixtures.js"
+import { uniqueEvent } from "../support/Fixtures.js"
 import { listening, spawnCli, stop, tempDir } from "../support/Process.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, relayConfigYaml, signedHeaders, tempPostgres } from "../support/Relay.js"
@@ -15,13 +15,6 @@ const SECRET = "multi-instance-secret"
 const EVENTS = 500
 const INSTANCES = ["sink-a", "sink-b", "sink-c"] as const
 const DELIVERIES = EVENTS * INSTANCES.length
-
-/** A unique event: the fixture with its own verification id, so each one is new and none is stale. */
-const uniqueEvent = (i: number) => {
-  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
-  json.data.verification_id = `multi_${i}`
-  return JSON.stringify(json)
-}
 
 const configYaml = (store: string, sinkUrl: string) => `
 ${relayConfigYaml({ store, secrets: [SECRET] })}plugins:
@@ -59,7 +52,7 @@ describe("dispatch from several processes", () => {
       const answers = yield* Effect.forEach(
         Array.from({ length: EVENTS }, (_, i) => i),
         (i) => {
-          const body = uniqueEvent(i)
+          const body = uniqueEvent("multi", i)
           return post(servers[i % 2]!.webhookUrl, body, signedHeaders(SECRET, body))
         },
         { concurrency: 20 }

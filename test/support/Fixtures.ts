@@ -29,6 +29,13 @@ export const fixture = (eventType: string): EventFixture => {
   return found
 }
 
+/** A unique event: the call-queued fixture with its own verification id, so each one is new and none is stale. */
+export const uniqueEvent = (prefix: string, i: number) => {
+  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
+  json.data.verification_id = `${prefix}_${i}`
+  return JSON.stringify(json)
+}
+
 export interface SigningVector {
   readonly id: string
   readonly scheme: "header" | "legacy-body"

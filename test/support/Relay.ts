@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ServeLive } from "../../src/App.js"
+import { Dispatcher } from "../../src/dispatch/Dispatcher.js"
 import { Replay } from "../../src/dispatch/Replay.js"
 import { signHeader } from "../../src/cashfree/Signature.js"
 import { parseConfigText, Settings } from "../../src/config/ConfigFile.js"
@@ -74,6 +75,7 @@ export interface Relay {
   readonly events: Events
   readonly deliveries: Deliveries
   readonly replay: Replay
+  readonly dispatcher: Dispatcher
 }
 
 /** The real service on an ephemeral port, stopped with the scope. */
@@ -90,7 +92,8 @@ export const startRelay = (options: RelayOptions) =>
       webhookUrl: `${address.url}${loaded.config.server.path}`,
       events: Context.get(context, Events),
       deliveries: Context.get(context, Deliveries),
-      replay: Context.get(context, Replay)
+      replay: Context.get(context, Replay),
+      dispatcher: Context.get(context, Dispatcher)
     } satisfies Relay
   })
 

@@ -1,0 +1,73 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { uniqueEvent } from "../support/Fixtures.js"
+import { eventually, pause, startReceiver } from "../support/Receiver.js"
+import { post, signedHeaders, startRelay, STORES } from "../support/Relay.js"
+
+const SECRET = "direct-secret"
+const LEASE_MS = 60_000
+
+// One worker and a timeout close to the lease: the instance holds one delivery at a time. No polling, so only
+// ingest's handover and the claim it wakes move deliveries.
+const sinkConfig = (sinkUrl: string) => `plugins:
+  sink:
+    use: webhook
+    url: ${sinkUrl}/hook
+    concurrency: 1
+    timeout: 40s
+routes:
+  - to: sink
+dispatch:
+  poll_interval: 1h
+  lease: 60s
+`
+
+describe.each(STORES)("deliveries handed over by ingest on $name", ({ make }) => {
+  it.scopedLive("a new event's delivery is leased in its own transaction when its instance has room, and waits for a claim when not", () =>
+    Effect.gen(function*() {
+      const store = yield* make
+      // The first call is answered after a second and a half: meanwhile the instance has no room.
+      const sink = yield* startReceiver((_, index) => ({ status: 200, ...(index === 0 ? { delayMs: 1_500 } : {}) }))
+      const { deliveries, dispatcher: { owner }, webhookUrl } = yield* startRelay({ store, secrets: [SECRET], extra: sinkConfig(sink.url) })
+      const send = (i: number) =>
+        Effect.gen(function*() {
+          const body = uniqueEvent("direct", i)
+          const answer = yield* post(webhookUrl, body, signedHeaders(SECRET, body))
+          assert.strictEqual(answer.status, 200)
+          return (answer.body as { event_id: string }).event_id
+        })
+      const rowOf = (eventId: string) =>
+        Effect.map(deliveries.list({ eventId, limit: 1 }), ([row]) => row!)
+
+      const before = Date.now()
+      const first = yield* send(0)
+      // Read as soon as the webhook is answered: the transaction that stored the event leased its delivery.
+      const leased = yield* rowOf(first)
+      assert.strictEqual(leased.state, "running")
+      assert.strictEqual(leased.attempts, 1)
+      assert.isTrue(leased.lease_owner?.startsWith(`${owner}#`), `held by this process: ${leased.lease_owner}`)
+      // Not claimed afterwards: leased at the moment it was created, and not updated since.
+      assert.strictEqual(Date.parse(leased.lease_until!), Date.parse(leased.created_at) + LEASE_MS)
+      assert.strictEqual(leased.updated_at, leased.created_at)
+      assert.isAtLeast(Date.parse(leased.created_at), before)
+
+      // The only worker is busy: the next deliveries are written for a claim, unleased.
+      const rest = [yield* send(1), yield* send(2)]
+      for (const eventId of rest) {
+        const row = yield* rowOf(eventId)
+        assert.deepStrictEqual([row.state, row.attempts, row.lease_owner, row.lease_until], ["pending", 0, null, null])
+      }
+
+      yield* eventually(() => sink.received.length === 3)
+      assert.deepStrictEqual(sink.received.map((r) => r.headers["x-kyc-relay-event-id"]), [first, ...rest])
+      assert.deepStrictEqual(sink.received.map((r) => r.headers["x-kyc-relay-attempt"]), ["1", "1", "1"])
+      // The attempts are recorded by the dispatcher's next write.
+      const states = Effect.forEach([first, ...rest], (eventId) => Effect.map(rowOf(eventId), (row) => [row.state, row.attempts, row.lease_owner]))
+      let recorded = yield* states
+      for (let i = 0; i < 500 && !recorded.every(([state]) => state === "done"); i++) {
+        yield* pause(20)
+        recorded = yield* states
+      }
+      assert.deepStrictEqual(recorded, Array(3).fill(["done", 1, null]))
+    }), 30_000)
+})
