@@ -14,6 +14,7 @@ import {
   Queue,
   Random,
   Ref,
+  Runtime,
   Schedule,
   Schema,
   Scope
@@ -138,6 +139,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const http = yield* HttpClient.HttpClient
     const jobs = yield* Queue.unbounded<Job>()
     const scope = yield* Effect.scope
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
     // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
     let claims = 0
@@ -411,20 +413,37 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         const roomNow = () => Math.max(0, Math.min(MAX_CLAIM, capacity - inHand))
         const room = Effect.sync(roomNow)
+        // The claim under way holds the room it asks for from the moment it reads it, so that ingest cannot reserve
+        // the same room meanwhile (see Lanes). Read again if the claim is retried, it gives back what it held.
+        let claimHolds = 0
+        const takeRoom = Effect.sync(() => {
+          inHand -= claimHolds
+          claimHolds = roomNow()
+          inHand += claimHolds
+          return claimHolds
+        })
 
         /** Claims what there is room for and hands it to the workers; undefined once the generation stops. */
         const claimBatch = Effect.gen(function*() {
           if (state.stopping) return undefined
-          const { asked, rows } = yield* claim(spec.name, room, lease)
-          if (rows.length > 0) {
-            const batch = yield* prepare(rows, lease, startWithin).pipe(
-              Effect.tapErrorCause(() => handBack(rows))
-            )
-            inHand += batch.length
-            yield* Queue.offerAll(ready, batch)
-          }
+          claimHolds = 0
+          const { asked, rows } = yield* claim(spec.name, takeRoom, lease)
+          // From here the room is accounted for below: kept by what is in hand, given back otherwise.
+          claimHolds = 0
+          const batch = rows.length === 0 ? [] : yield* prepare(rows, lease, startWithin).pipe(
+            Effect.tapErrorCause(() => Effect.zipRight(handBack(rows), letGo(asked)))
+          )
+          if (asked > batch.length) unsafeLetGo(asked - batch.length)
+          yield* Queue.offerAll(ready, batch)
           return { asked, got: rows.length }
-        })
+        }).pipe(
+          Effect.onError(() =>
+            Effect.sync(() => {
+              if (claimHolds > 0) unsafeLetGo(claimHolds)
+              claimHolds = 0
+            })
+          )
+        )
 
         const claimer = Effect.gen(function*() {
           const woken = yield* wakeup.next(spec.name)
@@ -468,14 +487,15 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(untraced, generation.scope)
 
         const accept = (handed: ReadonlyArray<HandedOver>, leasedAt: number) => {
-          for (const { body, current, event, row, verificationId } of handed) {
-            Queue.unsafeOffer(ready, {
-              row: { ...row, body, verification_id: verificationId, stale: false },
-              event: Either.right(event),
-              current,
-              startBy: leasedAt + startWithin
-            })
-          }
+          const batch = handed.map(({ body, current, event, row, verificationId }): Ready => ({
+            row: { ...row, body, verification_id: verificationId, stale: false },
+            event: Either.right(event),
+            current,
+            startBy: leasedAt + startWithin
+          }))
+          // Reserved before the generation began to stop, committed after: its workers may be gone, so hand them back.
+          if (state.stopping) runFork(release(batch))
+          else for (const one of batch) Queue.unsafeOffer(ready, one)
         }
         const unregister = lanes.register(spec.name, {
           reserve: (wanted) => {

@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { uniqueEvent } from "../support/Fixtures.js"
+import { PgClient } from "@effect/sql-pg"
+import { Deferred, Effect, Fiber, Redacted } from "effect"
+import { parseConfigText } from "../../src/config/ConfigFile.js"
+import { fixture, uniqueEvent } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
-import { post, signedHeaders, startRelay, STORES } from "../support/Relay.js"
+import { post, relayConfigYaml, signedHeaders, startRelay, STORES, tempPostgres } from "../support/Relay.js"
 
 const SECRET = "direct-secret"
 const LEASE_MS = 60_000
@@ -69,5 +71,67 @@ describe.each(STORES)("deliveries handed over by ingest on $name", ({ make }) =>
         recorded = yield* states
       }
       assert.deepStrictEqual(recorded, Array(3).fill(["done", 1, null]))
+    }), 30_000)
+})
+
+const reloadConfig = (sinkUrl: string) => `plugins:
+  sink:
+    use: webhook
+    url: ${sinkUrl}/hook
+    concurrency: 1
+    timeout: 5s
+routes:
+  - to: sink
+dispatch:
+  poll_interval: 100ms
+  lease: 60s
+  shutdown_grace: 1s
+`
+
+const callQueuedAt = (eventTime: string) => {
+  const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
+  json.data.verification_id = "direct_reload"
+  json.event_time = eventTime
+  return JSON.stringify(json)
+}
+
+describe("deliveries handed over by ingest across a reload", () => {
+  it.scopedLive("a delivery leased to a lane that stopped while its event was being stored is handed back at once", () =>
+    Effect.gen(function*() {
+      const store = yield* tempPostgres
+      const sink = yield* startReceiver()
+      const relay = yield* startRelay({ store, secrets: [SECRET], extra: reloadConfig(sink.url) })
+      const first = callQueuedAt("2025-05-22T03:51:14Z")
+      assert.strictEqual((yield* post(relay.webhookUrl, first, signedHeaders(SECRET, first))).status, 200)
+      yield* eventually(() => sink.received.length === 1)
+
+      // Another transaction holds the verification's row, so the next event's transaction waits after its
+      // delivery has been given room in the lane; meanwhile a reload stops that lane.
+      const unlock = yield* Deferred.make<void>()
+      const locked = yield* Deferred.make<void>()
+      const lock = yield* Effect.fork(
+        Effect.gen(function*() {
+          const sql = yield* PgClient.PgClient
+          yield* sql.withTransaction(Effect.gen(function*() {
+            yield* sql`SELECT 1 FROM verifications WHERE verification_id = 'direct_reload' FOR UPDATE`
+            yield* Deferred.succeed(locked, undefined)
+            yield* Deferred.await(unlock)
+          }))
+        }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(store), maxConnections: 1 })), Effect.orDie)
+      )
+      yield* Deferred.await(locked)
+      const second = callQueuedAt("2025-05-22T03:52:14Z")
+      const posting = yield* Effect.fork(post(relay.webhookUrl, second, signedHeaders(SECRET, second)))
+      yield* pause(300)
+      yield* relay.dispatcher.reload(yield* parseConfigText(relayConfigYaml({ store, secrets: [SECRET], extra: reloadConfig(sink.url) }), "test.yaml"))
+      yield* Deferred.succeed(unlock, undefined)
+      yield* Fiber.join(lock)
+      const answer = yield* Fiber.join(posting)
+      assert.strictEqual(answer.status, 200)
+
+      // Not left leased to the stopped lane until the lease (a minute) runs out.
+      yield* eventually(() => sink.received.length === 2)
+      assert.strictEqual(sink.received[1]!.headers["x-kyc-relay-event-id"], answer.body.event_id)
+      assert.strictEqual(sink.received[1]!.headers["x-kyc-relay-attempt"], "1")
     }), 30_000)
 })
