@@ -9,20 +9,14 @@ import { post, relayConfigYaml, signedHeaders, startRelay, STORES, tempPostgres 
 const SECRET = "direct-secret"
 const LEASE_MS = 60_000
 
-// One worker and a timeout close to the lease: the instance holds one delivery at a time. No polling, so only
-// ingest's handover and the claim it wakes move deliveries.
-const sinkConfig = (sinkUrl: string) => `plugins:
-  sink:
-    use: webhook
-    url: ${sinkUrl}/hook
-    concurrency: 1
-    timeout: 40s
-routes:
-  - to: sink
-dispatch:
-  poll_interval: 1h
-  lease: 60s
-`
+/** One `webhook` instance with one worker, and every event routed to it. */
+const sinkConfig = (sinkUrl: string, timeout: string, dispatch: ReadonlyArray<string>) =>
+  ["plugins:", "  sink:", "    use: webhook", `    url: ${sinkUrl}/hook`, "    concurrency: 1", `    timeout: ${timeout}`,
+    "routes:", "  - to: sink", "dispatch:", ...dispatch.map((line) => `  ${line}`), ""].join("\n")
+
+// A timeout close to the lease: the instance holds one delivery at a time. No polling, so only ingest's handover
+// and the claim it wakes move deliveries.
+const oneAtATime = (sinkUrl: string) => sinkConfig(sinkUrl, "40s", ["poll_interval: 1h", "lease: 60s"])
 
 describe.each(STORES)("deliveries handed over by ingest on $name", ({ make }) => {
   it.scopedLive("a new event's delivery is leased in its own transaction when its instance has room, and waits for a claim when not", () =>
@@ -30,7 +24,7 @@ describe.each(STORES)("deliveries handed over by ingest on $name", ({ make }) =>
       const store = yield* make
       // The first call is answered after a second and a half: meanwhile the instance has no room.
       const sink = yield* startReceiver((_, index) => ({ status: 200, ...(index === 0 ? { delayMs: 1_500 } : {}) }))
-      const { deliveries, dispatcher: { owner }, webhookUrl } = yield* startRelay({ store, secrets: [SECRET], extra: sinkConfig(sink.url) })
+      const { deliveries, dispatcher: { owner }, webhookUrl } = yield* startRelay({ store, secrets: [SECRET], extra: oneAtATime(sink.url) })
       const send = (i: number) =>
         Effect.gen(function*() {
           const body = uniqueEvent("direct", i)
@@ -74,19 +68,7 @@ describe.each(STORES)("deliveries handed over by ingest on $name", ({ make }) =>
     }), 30_000)
 })
 
-const reloadConfig = (sinkUrl: string) => `plugins:
-  sink:
-    use: webhook
-    url: ${sinkUrl}/hook
-    concurrency: 1
-    timeout: 5s
-routes:
-  - to: sink
-dispatch:
-  poll_interval: 100ms
-  lease: 60s
-  shutdown_grace: 1s
-`
+const reloadConfig = (sinkUrl: string) => sinkConfig(sinkUrl, "5s", ["poll_interval: 100ms", "lease: 60s", "shutdown_grace: 1s"])
 
 const callQueuedAt = (eventTime: string) => {
   const json = JSON.parse(fixture("VKYC_USER_CALL_QUEUED").text)
