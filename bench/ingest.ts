@@ -593,7 +593,7 @@ const postgresVersion = async (): Promise<string | undefined> => {
 
 const DELIVERY_RATE = 500
 const DELIVERY_SECONDS = 10
-const DELIVERY_WARMUP_SECONDS = 1
+const DELIVERY_WARMUP_SECONDS = 3
 const DRAIN_TIMEOUT_MS = 10_000
 const BURST_EVENTS = 2_000
 const BURST_CONCURRENCY = 50
