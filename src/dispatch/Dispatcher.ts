@@ -413,8 +413,10 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         const roomNow = () => Math.max(0, Math.min(MAX_CLAIM, capacity - inHand))
         const room = Effect.sync(roomNow)
-        // The claim under way holds the room it asks for from the moment it reads it, so that ingest cannot reserve
-        // the same room meanwhile (see Lanes). Read again if the claim is retried, it gives back what it held.
+        // The claim under way holds the room it asks for from the moment it reads it. Read again if the claim is
+        // retried, it gives back what it held. Ingest may still reserve that room (see Lanes): most claims find
+        // nothing, and one that does find work leaves the instance holding more than its capacity for a while, which
+        // costs at most a hand-back and a new claim for deliveries that then miss their start.
         let claimHolds = 0
         const takeRoom = Effect.sync(() => {
           inHand -= claimHolds
@@ -499,7 +501,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         }
         const unregister = lanes.register(spec.name, {
           reserve: (wanted) => {
-            const granted = state.stopping ? 0 : Math.min(wanted, roomNow())
+            const room = Math.max(0, Math.min(MAX_CLAIM, capacity - (inHand - claimHolds)))
+            const granted = state.stopping ? 0 : Math.min(wanted, room)
             inHand += granted
             return granted
           },
