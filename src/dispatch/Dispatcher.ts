@@ -411,7 +411,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const release = (batch: ReadonlyArray<Ready>) =>
           handBack(batch.map((ready) => ready.row)).pipe(Effect.ensuring(letGo(batch.length)))
 
-        const roomNow = () => Math.max(0, Math.min(MAX_CLAIM, capacity - inHand))
+        const roomBeside = (held: number) => Math.max(0, Math.min(MAX_CLAIM, capacity - held))
+        const roomNow = () => roomBeside(inHand)
         const room = Effect.sync(roomNow)
         // The claim under way holds the room it asks for from the moment it reads it. Read again if the claim is
         // retried, it gives back what it held. Ingest may still reserve that room (see Lanes): most claims find
@@ -501,8 +502,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         }
         const unregister = lanes.register(spec.name, {
           reserve: (wanted) => {
-            const room = Math.max(0, Math.min(MAX_CLAIM, capacity - (inHand - claimHolds)))
-            const granted = state.stopping ? 0 : Math.min(wanted, room)
+            const granted = state.stopping ? 0 : Math.min(wanted, roomBeside(inHand - claimHolds))
             inHand += granted
             return granted
           },
