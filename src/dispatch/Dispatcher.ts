@@ -413,7 +413,6 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         const roomBeside = (held: number) => Math.max(0, Math.min(MAX_CLAIM, capacity - held))
         const roomNow = () => roomBeside(inHand)
-        const room = Effect.sync(roomNow)
         // The claim under way holds the room it asks for from the moment it reads it. Read again if the claim is
         // retried, it gives back what it held. Ingest may still reserve that room (see Lanes): most claims find
         // nothing, and one that does find work leaves the instance holding more than its capacity for a while, which
@@ -429,7 +428,6 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         /** Claims what there is room for and hands it to the workers; undefined once the generation stops. */
         const claimBatch = Effect.gen(function*() {
           if (state.stopping) return undefined
-          claimHolds = 0
           const { asked, rows } = yield* claim(spec.name, takeRoom, lease)
           // From here the room is accounted for below: kept by what is in hand, given back otherwise.
           claimHolds = 0
@@ -450,7 +448,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         const claimer = Effect.gen(function*() {
           const woken = yield* wakeup.next(spec.name)
-          if ((yield* room) === 0) return yield* Queue.take(freed)
+          if (roomNow() === 0) return yield* Queue.take(freed)
           const claimed = yield* claiming.withPermits(1)(claimBatch)
           if (claimed === undefined) return yield* Effect.never
           if (claimed.got < claimed.asked) yield* Effect.race(woken, Effect.sleep(generation.pollInterval))

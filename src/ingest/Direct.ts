@@ -1,7 +1,7 @@
 import type { HandedOver, Lane, Lanes } from "../dispatch/Lanes.js"
 import type { CashfreeEvent } from "../domain/Event.js"
 import type { VerificationState } from "../domain/Lifecycle.js"
-import type { Stored } from "../store/Events.js"
+import type { Committed } from "../store/SqliteWrite.js"
 import type { Arrival } from "./Apply.js"
 
 interface Reservation {
@@ -13,10 +13,7 @@ interface Reservation {
 }
 
 /** What the transaction tells about a batch: which webhooks were new, and which new events were stale. */
-export interface Outcome {
-  readonly stored: ReadonlyArray<Stored>
-  readonly staleIds: ReadonlyArray<string>
-}
+type Outcome = Pick<Committed, "stored" | "staleIds">
 
 /**
  * Leases a batch's deliveries to this process's lanes where they have room (see Lanes): `batch` is what to
@@ -37,9 +34,9 @@ export const leaseToLanes = (
   const reserved = new Map<string, Reservation>()
   for (const [instance, count] of wanted) {
     const lane = lanes.get(instance)
-    const granted = lane === undefined ? 0 : lane.reserve(count)
-    if (granted > 0) {
-      reserved.set(instance, { lane: lane!, holder: lane!.holder(), leaseUntil: new Date(now + lane!.lease).toISOString(), granted, left: granted })
+    const granted = lane?.reserve(count) ?? 0
+    if (lane !== undefined && granted > 0) {
+      reserved.set(instance, { lane, holder: lane.holder(), leaseUntil: new Date(now + lane.lease).toISOString(), granted, left: granted })
     }
   }
   if (reserved.size === 0) return { batch, handOver: (_: Outcome) => {}, cancel: () => {} }
