@@ -239,7 +239,10 @@ describe("dispatch and replay", () => {
       yield* settled(attempts, (rows) => rows.length === 2)
       yield* settled(delivery, (row) => row.state === "done")
       assert.strictEqual(sink.received.length, 2)
-      const metrics = yield* Effect.promise(() => fetch(`${relay.baseUrl}/metrics`).then((r) => r.text()))
+      // Counted once the dispatcher learns its write went through, which may be just after the row reads done.
+      const scrape = Effect.promise(() => fetch(`${relay.baseUrl}/metrics`).then((r) => r.text()))
+      yield* settled(scrape, (text) => text.includes(`kyc_relay_delivery_attempts_total{instance="sink",result="done"} 2`))
+      const metrics = yield* scrape
       assert.include(metrics, `kyc_relay_delivery_attempts_total{instance="sink",result="done"} 2`)
       assert.include(metrics, `kyc_relay_deliveries_total{instance="sink",state="done"} 1`, "one delivery, done once")
     }))
