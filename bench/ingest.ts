@@ -18,9 +18,8 @@ import { cpus, platform, release, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import autocannon from "autocannon"
-import type { Request as CannonRequest, Result as CannonResult } from "autocannon"
 import Database from "better-sqlite3"
+import { closedLoop, type LoadResult } from "./load.js"
 
 const SECRET = "bench-secret"
 const HOST = "127.0.0.1"
@@ -135,33 +134,26 @@ const uniqueEvent = (): string => {
 const sign = (timestamp: string, body: string) =>
   createHmac("sha256", SECRET).update(timestamp).update(body).digest("base64")
 
-const signedRequest = (request: CannonRequest): CannonRequest => {
+/** A whole HTTP/1.1 request carrying a fresh event, signed as Cashfree signs it. */
+const signedRequest = (): string => {
   const body = uniqueEvent()
   const timestamp = Date.now().toString()
-  return {
-    ...request,
-    method: "POST",
-    path: WEBHOOK_PATH,
-    body,
-    headers: {
-      "content-type": "application/json",
-      "x-webhook-timestamp": timestamp,
-      "x-webhook-signature": sign(timestamp, body)
-    }
-  }
+  return `POST ${WEBHOOK_PATH} HTTP/1.1\r\nhost: ${HOST}\r\ncontent-type: application/json\r\n` +
+    `x-webhook-timestamp: ${timestamp}\r\nx-webhook-signature: ${sign(timestamp, body)}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
 }
 
 // ---------------------------------------------------------------------------------------------- load
 
 interface LoadOutcome {
-  readonly result: CannonResult
-  /** `event_id` of every 2xx answer counted. */
+  readonly result: LoadResult
+  /** `event_id` of every 2xx answer. */
   readonly acknowledged: ReadonlyArray<string>
   /** `<http status> <body status>` → count, e.g. `200 accepted`. */
   readonly answers: ReadonlyMap<string, number>
   /** A few bodies of non-2xx answers, for the report. */
   readonly rejections: ReadonlyArray<string>
-  /** Written but never answered before autocannon stopped; the server may still have stored them. */
+  /** Written but never answered when the load stopped; the server may still have stored them. */
   readonly unanswered: number
 }
 
@@ -182,7 +174,7 @@ const load = async (baseUrl: string, seconds: number, connections: number, colle
   const acknowledged: Array<string> = []
   const answers = new Map<string, number>()
   const rejections: Array<string> = []
-  const onResponse = (status: number, body: string) => {
+  const onAnswer = (status: number, body: string) => {
     const parsed = bodyStatus(body)
     const key = `${status} ${parsed.status}`
     answers.set(key, (answers.get(key) ?? 0) + 1)
@@ -193,21 +185,16 @@ const load = async (baseUrl: string, seconds: number, connections: number, colle
       if (!rejections.includes(sample)) rejections.push(sample)
     }
   }
-  const instance = autocannon({
-    url: `${baseUrl}${WEBHOOK_PATH}`,
-    connections,
-    duration: seconds,
-    timeout: 10,
-    requests: [{ setupRequest: signedRequest, onResponse }]
-  })
-  try {
-    const result = await withTimeout(instance, (seconds + 20) * 1000, "autocannon")
-    return { result, acknowledged, answers, rejections, unanswered: Math.max(0, result.requests.sent - result.requests.total) }
-  } catch (error) {
-    instance.stop()
-    throw error
-  }
+  const { port } = new URL(baseUrl)
+  const result = await withTimeout(
+    closedLoop({ host: HOST, port: Number(port), connections, seconds, request: signedRequest, onAnswer }),
+    (seconds + 20) * 1000,
+    "the load generator"
+  )
+  return { result, acknowledged, answers, rejections, unanswered: result.written - result.answered - result.errors }
 }
+
+const non2xx = (result: LoadResult) => [...result.statuses].reduce((sum, [status, count]) => sum + (status >= 200 && status < 300 ? 0 : count), 0)
 
 // ---------------------------------------------------------------------------------------------- servers
 
@@ -393,11 +380,11 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
 
   for (const [phase, outcome] of [["warm-up", warmup], ["measured run", measured]] as const) {
     const { result } = outcome
-    const bad = result.non2xx + result.errors
+    const bad = non2xx(result) + result.errors
     if (bad > 0) {
       const loud = spec.kind === "product" ? "PRODUCT ANSWERED NON-2XX / FAILED REQUESTS" : `${spec.kind} answered non-2xx / failed requests`
       warn(
-        `${loud} — ${spec.label}, ${phase}: ${result.non2xx} non-2xx, ${result.errors} errors (${result.timeouts} timeouts); ` +
+        `${loud} — ${spec.label}, ${phase}: ${non2xx(result)} non-2xx, ${result.errors} errors (timeouts, resets, unreadable answers); ` +
           `answers: ${describeAnswers(outcome.answers)}` +
           (outcome.rejections.length > 0 ? `\n  sample bodies:\n  ${outcome.rejections.join("\n  ")}` : "")
       )
@@ -519,7 +506,7 @@ interface StoreCheck {
 
 /**
  * Every acknowledged event must be stored. A few more rows than acknowledgements are expected: requests
- * written before autocannon stopped whose answers it no longer counted; there can be no more of those than
+ * written before the load stopped whose answers never came; there can be no more of those than
  * requests it left unanswered.
  */
 const checkStore = (label: string, storedCount: number, storedIds: ReadonlySet<string>, measurement: Measurement): StoreCheck => {
@@ -539,7 +526,7 @@ const checkStore = (label: string, storedCount: number, storedIds: ReadonlySet<s
     warn(
       `STORE MISMATCH (${label}): ${storedCount} rows stored, ${check.acknowledged} events acknowledged with 2xx, ` +
         `${missing} acknowledged but not stored, ${extra} stored without a counted answer ` +
-        `(at most ${measurement.unanswered} requests were left unanswered when autocannon stopped)`
+        `(at most ${measurement.unanswered} requests were left unanswered when the load stopped)`
     )
   }
   return check
@@ -727,7 +714,7 @@ const drain = async (sink: Sink, ids: ReadonlyArray<string>, timeoutMs: number) 
   return ids.filter((id) => sink.arrivals.has(id)).length
 }
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+const percentile = (sorted: ArrayLike<number>, p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
 
 const sorted = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
@@ -890,9 +877,9 @@ const deliveryReport = (rows: ReadonlyArray<DeliveryMeasurement>): ReadonlyArray
 
 const mib = (kib: number | undefined) => (kib === undefined ? "n/a" : (kib / 1024).toFixed(0))
 
-const ms = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(2))
+const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(1) : "n/a")
 
-const rate = (measurement: Measurement) => measurement.measured.result.requests.average
+const rate = (measurement: Measurement) => measurement.measured.result.rate
 
 const row = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
 
@@ -902,10 +889,10 @@ const tableRow = (measurement: Measurement, baselineRate: number): string => {
     measurement.kind === "product" ? "kyc-relay" : measurement.label,
     measurement.store,
     rate(measurement).toFixed(0),
-    ms(result.latency.p50),
-    ms(result.latency.p99),
-    String(result["2xx"]),
-    String(result.non2xx),
+    ms(percentile(result.latencies, 50)),
+    ms(percentile(result.latencies, 99)),
+    String(result.answered - non2xx(result)),
+    String(non2xx(result)),
     String(result.errors),
     baselineRate > 0 ? (rate(measurement) / baselineRate).toFixed(2) : "n/a",
     mib(measurement.peakRssKiB),
@@ -962,9 +949,9 @@ const printReport = (
     `Baseline: bare node:http, header HMAC check + JSON.parse, no storage. "vs baseline" divides by the mean of the baseline runs.`,
     "Durable floor: the baseline plus one row per webhook (unique key, body) in SQLite, group-committed on a writer thread " +
       "that fsyncs the WAL before answering, as kyc-relay's does; nothing else (bench/floor.ts).",
-    "Latency: autocannon records whole milliseconds, so 0 means under 1 ms. Peak RSS: VmHWM of the server process.",
-    "CPU %: user + system time during the measured run, 100 = one core; the client is autocannon in this process.",
-    `Load: autocannon ${settings.connections} connections, ${WARMUP_SECONDS} s warm-up then ${settings.seconds} s measured per target, ` +
+    "Latency: from writing a request to reading its whole answer. Peak RSS: VmHWM of the server process.",
+    "CPU %: user + system time during the measured run, 100 = one core; the client is the load generator in this process (bench/load.ts).",
+    `Load: closed loop over ${settings.connections} keep-alive connections, ${WARMUP_SECONDS} s warm-up then ${settings.seconds} s measured per target, ` +
       `a unique signed VKYC_USER_CALL_QUEUED event per request; load generator on the same machine.`,
     `Machine: ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ` +
       `Node ${process.version}, ${platform()} ${release()}${pgVersion === undefined ? "" : `, PostgreSQL ${pgVersion}`}`,
@@ -973,7 +960,7 @@ const printReport = (
   for (const check of checks) {
     lines.push(
       `Store check (${check.label}): ${check.stored} rows, ${check.acknowledged} acknowledged (warm-up + measured), ` +
-        `${check.missing} acknowledged but missing, ${check.extra} stored from requests still in flight when autocannon stopped ` +
+        `${check.missing} acknowledged but missing, ${check.extra} stored from requests still in flight when the load stopped ` +
         `(≤ ${check.unanswered} unanswered) — ${check.ok ? "OK" : "MISMATCH"}`
     )
   }
@@ -1081,5 +1068,5 @@ try {
 } finally {
   await runCleanups()
 }
-// autocannon can leave timers behind; do not wait for them.
+// Servers' pipes and the sink's sockets may linger; do not wait for them.
 process.exit(exitCode)
