@@ -1,11 +1,13 @@
 import { DateTime, Option, ParseResult, Schema } from "effect"
 
 /**
- * A string enum that Cashfree may extend: known values decode to their literal, anything else
- * decodes to a branded `Unrecognised` string instead of failing, so new statuses are stored, not lost.
+ * A string enum that Cashfree may extend: known values have their literal type, anything else is a branded
+ * `Unrecognised` string instead of a failure, so new statuses are stored, not lost. The branded string comes
+ * first: every string passes it, and the value is the same either way, so a known value costs one check rather
+ * than a scan of up to 26 literals on every webhook.
  */
 const openEnum = <const Known extends ReadonlyArray<string>>(name: string, ...known: Known) =>
-  Schema.Union(Schema.Literal(...known), Schema.String.pipe(Schema.brand(`Unrecognised${name}`))).annotations({
+  Schema.Union(Schema.String.pipe(Schema.brand(`Unrecognised${name}`)), Schema.Literal(...known)).annotations({
     identifier: name
   })
 
@@ -58,7 +60,7 @@ export type FormStatus = typeof FormStatus.Type
 export const VerificationStepStatus = openEnum("VerificationStepStatus", "SUCCESS", "RECEIVED", "PENDING", "FAILED")
 
 /** Cashfree ids are int64; anything past 2^53 cannot be held exactly as a JS number, so it is refused (the raw body is kept). */
-export const CashfreeId = Schema.Int.pipe(
+export const CashfreeId = Schema.Number.pipe(
   Schema.filter((n) => Number.isSafeInteger(n), { message: () => "an integer no larger than 2^53 - 1" })
 )
 
@@ -74,9 +76,9 @@ export const EventTime = Schema.transformOrFail(Schema.String, Schema.DateTimeUt
   decode: (raw, _, ast) => {
     const zoneless = ZONELESS.exec(raw)
     const iso = zoneless !== null ? `${zoneless[1]}T${zoneless[2]}Z` : ZONED.test(raw) ? raw : undefined
-    const parsed = iso === undefined || !isCalendarTime(iso) ? undefined : DateTime.make(iso)
-    return parsed !== undefined && parsed._tag === "Some"
-      ? ParseResult.succeed(parsed.value)
+    const millis = iso === undefined || !isCalendarTime(iso) ? Number.NaN : Date.parse(iso)
+    return Number.isFinite(millis)
+      ? ParseResult.succeed(DateTime.unsafeMake(millis))
       : ParseResult.fail(
           new ParseResult.Type(ast, raw, "Expected a time like 2025-05-22T03:51:14Z or 2024-02-15 16:53:15")
         )
@@ -92,11 +94,12 @@ export const eventTimeIso = (raw: unknown): string | undefined =>
 
 /** Date.parse rolls 2025-02-30 over into March; a time Cashfree sent must exist as written. */
 const isCalendarTime = (iso: string): boolean => {
-  const [year, month, day, hour, minute, second] = iso.slice(0, 19).split(/[-T:]/).map(Number) as [
-    number, number, number, number, number, number
-  ]
+  const year = Number(iso.slice(0, 4))
+  const month = Number(iso.slice(5, 7))
+  const day = Number(iso.slice(8, 10))
   const date = new Date(Date.UTC(year, month - 1, day))
-  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day && hour < 24 && minute < 60 && second < 60
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day &&
+    Number(iso.slice(11, 13)) < 24 && Number(iso.slice(14, 16)) < 60 && Number(iso.slice(17, 19)) < 60
 }
 
 const NullableString = Schema.NullOr(Schema.String)
