@@ -6,6 +6,7 @@
  *
  *   npm run bench                                   # 50 connections, 2 s warm-up + 10 s per target
  *   BENCH_DURATION=30 BENCH_CONNECTIONS=100 npm run bench
+ *   BENCH_ONLY=delivery npm run bench               # one part only (or BENCH_ONLY=ingest)
  *
  * Prints a Markdown table on stdout; progress and warnings go to stderr.
  */
@@ -42,6 +43,7 @@ const execFileAsync = promisify(execFile)
 interface Settings {
   readonly seconds: number
   readonly connections: number
+  readonly phases: ReadonlySet<Phase>
 }
 
 const positiveNumber = (name: string, fallback: number, integer: boolean): number => {
@@ -54,9 +56,21 @@ const positiveNumber = (name: string, fallback: number, integer: boolean): numbe
   return value
 }
 
+const PHASES = ["ingest", "delivery"] as const
+type Phase = (typeof PHASES)[number]
+
+/** BENCH_ONLY=ingest or BENCH_ONLY=delivery runs one of the two parts (default: both). */
+const readPhases = (): ReadonlySet<Phase> => {
+  const raw = process.env.BENCH_ONLY ?? ""
+  if (raw === "") return new Set(PHASES)
+  if (!(PHASES as ReadonlyArray<string>).includes(raw)) throw new Error(`BENCH_ONLY must be one of ${PHASES.join(", ")}, got ${JSON.stringify(raw)}`)
+  return new Set([raw as Phase])
+}
+
 const readSettings = (): Settings => ({
   seconds: positiveNumber("BENCH_DURATION", 10, false),
-  connections: positiveNumber("BENCH_CONNECTIONS", 50, true)
+  connections: positiveNumber("BENCH_CONNECTIONS", 50, true),
+  phases: readPhases()
 })
 
 // ---------------------------------------------------------------------------------------------- reporting
@@ -918,7 +932,7 @@ const driftNote = (baselines: ReadonlyArray<Measurement>): ReadonlyArray<string>
 }
 
 const commandLine = (): string => {
-  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS"].filter((name) => (process.env[name] ?? "") !== "")
+  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY"].filter((name) => (process.env[name] ?? "") !== "")
   return [...set.map((name) => `${name}=${process.env[name]}`), "npm run bench"].join(" ")
 }
 
@@ -1013,30 +1027,37 @@ const main = async () => {
     return measurement
   }
 
-  keep(await runTarget(baselineTarget("baseline, run 1"), settings))
+  let pgVersion: string | undefined
+  if (settings.phases.has("ingest")) {
+    keep(await runTarget(baselineTarget("baseline, run 1"), settings))
 
-  const floorFile = join(directory, "floor.db")
-  const floor = keep(await runTarget(floorTarget(floorFile), settings))
-  if (floor !== undefined) {
-    const { count, ids } = sqliteContents(floorFile)
-    checks.push(checkStore("durable floor", count, ids, floor))
+    const floorFile = join(directory, "floor.db")
+    const floor = keep(await runTarget(floorTarget(floorFile), settings))
+    if (floor !== undefined) {
+      const { count, ids } = sqliteContents(floorFile)
+      checks.push(checkStore("durable floor", count, ids, floor))
+    }
+
+    const sqliteFile = join(directory, "bench.db")
+    const sqlite = keep(await runTarget(productTarget("kyc-relay on SQLite", "SQLite", `sqlite:${sqliteFile}`, directory), settings))
+    if (sqlite !== undefined) {
+      const { count, ids } = sqliteContents(sqliteFile)
+      checks.push(checkStore("SQLite", count, ids, sqlite))
+    }
+
+    pgVersion = await runPostgres(settings, directory, measurements, checks)
+
+    keep(await runTarget(baselineTarget("baseline, run 2"), settings))
+  } else {
+    pgVersion = await postgresVersion()
   }
-
-  const sqliteFile = join(directory, "bench.db")
-  const sqlite = keep(await runTarget(productTarget("kyc-relay on SQLite", "SQLite", `sqlite:${sqliteFile}`, directory), settings))
-  if (sqlite !== undefined) {
-    const { count, ids } = sqliteContents(sqliteFile)
-    checks.push(checkStore("SQLite", count, ids, sqlite))
-  }
-
-  const pgVersion = await runPostgres(settings, directory, measurements, checks)
-
-  keep(await runTarget(baselineTarget("baseline, run 2"), settings))
 
   const deliveries: Array<DeliveryMeasurement> = []
-  const delivery = await runDelivery("SQLite", `sqlite:${join(directory, "delivery.db")}`, directory)
-  if (delivery !== undefined) deliveries.push(delivery)
-  if (pgVersion !== undefined) {
+  if (settings.phases.has("delivery")) {
+    const delivery = await runDelivery("SQLite", `sqlite:${join(directory, "delivery.db")}`, directory)
+    if (delivery !== undefined) deliveries.push(delivery)
+  }
+  if (settings.phases.has("delivery") && pgVersion !== undefined) {
     const database = `kyc_relay_bench_delivery_${randomBytes(4).toString("hex")}`
     await psql(PG.adminDatabase, `CREATE DATABASE ${database}`)
     cleanups.push(async () => {

@@ -52,7 +52,11 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         const stored = yield* events.insertBatch(batch.map((arrival) => arrival.row))
         const fresh = freshOf(batch, stored.map((s) => s.duplicate))
         if (fresh.length === 0) return { stored, staleIds: [], woken: [], unrouted: 0 } satisfies Committed
-        const states = yield* verifications.getMany([...new Set(fresh.map((f) => f.tracked.verificationId))])
+        const ids = fresh.map((f) => f.tracked.verificationId)
+        const distinct = new Set(ids)
+        // With one event per verification, the forward-only upsert alone decides which events are stale (its
+        // condition is isStale's negation, as in SqliteWrite): no read first, one round trip less per batch.
+        const states = distinct.size === ids.length ? new Map() : yield* verifications.getMany([...distinct])
         const { changed, decided } = applyLifecycle(fresh, states)
         const written = yield* verifications.save(changed, now)
         const planned = planDeliveries(decided, written)
