@@ -46,10 +46,11 @@ const MAX_CLAIM = 64
 const MAX_WRITE = 256
 
 /**
- * Least time (ms) between the starts of two SQLite commits of the dispatcher. Below this rate it adds no wait;
- * at 500 deliveries/s on two busy cores, 25 gave a lower and steadier end-to-end p99 than 5 or 10 (BENCHMARKS.md).
+ * Least time (ms) between the starts of two commits of the dispatcher's writer. Below this rate it adds no wait;
+ * at 500 deliveries/s on two busy cores, 25 gave a lower and steadier end-to-end p99 than 5 or 10 on SQLite, and on
+ * PostgreSQL it turns a stream of small transactions into one of about a dozen attempts every 25 ms (BENCHMARKS.md).
  */
-const SQLITE_COMMIT_SPACING = 25
+const COMMIT_SPACING = 25
 
 /** Wait (ms) before an attempt whose write failed is written again. */
 const RECORD_RETRY = 1_000
@@ -212,10 +213,10 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           ))
       })
 
-    // On SQLite the writer thread commits for ingest too: commits are spaced out so that each carries more, and
-    // claims ride along with the recorded attempts. PostgreSQL commits in its own processes: claims run at once,
-    // each on its own connection, and the writer commits as soon as anything waits.
-    const spacing = sql.onDialectOrElse({ sqlite: () => SQLITE_COMMIT_SPACING, orElse: () => 0 })
+    // Commits are spaced out so that each carries more: on SQLite the writer thread commits for ingest too, and
+    // claims ride along with the recorded attempts; on PostgreSQL claims run at once, each on its own connection,
+    // and every statement of a small transaction costs the event loop about as much as a delivery.
+    const spacing = COMMIT_SPACING
     let lastCommit = 0
     const writeBatch = Effect.gen(function*() {
       const first = yield* Queue.take(jobs)
