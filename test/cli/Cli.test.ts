@@ -83,5 +83,5 @@ describe("kyc-relay command", () => {
       for (const secret of [ENV.CASHFREE_CLIENT_SECRET, "Ananya", "9876543210", "ananya.sharma@example.com", "forms.cashfree.com"]) {
         assert.notInclude(server.output.stdout + server.output.stderr, secret)
       }
-    }), 60_000)
+    }), 120_000)
 })

@@ -84,5 +84,5 @@ describe("configuration reload", () => {
       const checked = yield* runCli(["check-config", "--config", file])
       assert.strictEqual(checked.code, 1)
       assert.strictEqual(checked.stderr.trim(), "kyc-relay: plugin instance audit could not start: ENOTDIR")
-    }), 60_000)
+    }), 120_000)
 })

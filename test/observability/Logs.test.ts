@@ -87,7 +87,7 @@ describe("logs", () => {
       for (const value of [SECRET, ...Object.values(personal.data).filter((v): v is string => typeof v === "string" && /@|\d{10}|https?:|\s/.test(v))]) {
         assert.notInclude(everything, value)
       }
-    }), 60_000)
+    }), 120_000)
 
   it.scopedLive("name a plugin instance taken out of the configuration while deliveries still wait for it", () =>
     Effect.gen(function*() {
@@ -125,5 +125,5 @@ describe("logs", () => {
         second.output.stdout,
         "1 delivery waits for plugin instance old-crm, which is not configured: add it back to run them (kyc-relay deliveries list --instance old-crm)"
       )
-    }), 60_000)
+    }), 120_000)
 })

@@ -54,8 +54,11 @@ export const freePort = Effect.async<number>((resume) => {
   })
 })
 
-/** Polls `url` until it answers 200, for at most `attempts` tries 100 ms apart. */
-export const waitUntilReady = (url: string, attempts = 100) =>
+/**
+ * Polls `url` until it answers 200, for at most `attempts` tries 100 ms apart. A server started through tsx
+ * takes 5–7 s of CPU to load on a 2-core machine, longer while another test file runs beside it.
+ */
+export const waitUntilReady = (url: string, attempts = 300) =>
   Effect.tryPromise(() => fetch(url).then((r) => (r.ok ? undefined : Promise.reject(new Error(String(r.status)))))).pipe(
     Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(attempts))),
     Effect.orDie
