@@ -26,7 +26,7 @@ export interface LoadResult {
   readonly rate: number
   /** Every answer's status, including those that came in after `seconds` for requests already written. */
   readonly statuses: ReadonlyMap<number, number>
-  /** Requests that failed: connection errors, timeouts, unreadable answers. */
+  /** Requests that failed after they were written (timeouts, resets, unreadable answers), and refused connections. */
   readonly errors: number
   readonly written: number
   readonly answered: number
@@ -38,6 +38,7 @@ const HEAD_END = Buffer.from("\r\n\r\n")
 const LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i
 /** After `seconds`, how long answers to requests already written are waited for. */
 const DRAIN_MS = 5_000
+const RECONNECT_PAUSE_MS = 100
 
 export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
   new Promise((resolve) => {
@@ -57,7 +58,7 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
       if (finished) return
       finished = true
       clearTimeout(drainTimer)
-      // Requests still unanswered now are neither answers nor errors: written − answered − errors tells them.
+      // Requests still unanswered now count as neither answers nor errors.
       const left = [...open]
       open.clear()
       for (const socket of left) socket.destroy()
@@ -98,23 +99,31 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
           if (open.size === 0) finish()
           return
         }
+        const request = options.request()
         sentAt = performance.now()
         waiting = true
         written++
         timer = setTimeout(() => fail(), timeoutMs)
-        socket.write(options.request())
+        socket.write(request)
       }
-      // The request in flight failed: count it and carry on with a new connection, so the load stays the same.
+      // The request in flight (or the connection) failed: count it and carry on with a new connection, so the load
+      // stays the same; a refused connection is tried again after a pause rather than at once.
       const fail = () => {
         clearTimeout(timer)
         if (!open.delete(socket)) return
-        if (waiting) errors++
+        if (waiting || !connected) errors++
         socket.destroy()
-        if (!stopping) connection()
-        else if (open.size === 0) finish()
+        if (stopping) {
+          if (open.size === 0) finish()
+        } else if (connected) connection()
+        else setTimeout(() => (stopping ? open.size === 0 && finish() : connection()), RECONNECT_PAUSE_MS)
       }
 
-      socket.on("connect", next)
+      let connected = false
+      socket.on("connect", () => {
+        connected = true
+        next()
+      })
       socket.on("data", (chunk: Buffer) => {
         buffered = buffered === undefined ? chunk : Buffer.concat([buffered, chunk])
         const headEnd = buffered.indexOf(HEAD_END)
