@@ -183,14 +183,12 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
       Effect.gen(function*() {
         const records = batch.filter((job): job is RecordJob => job._tag === "Record")
         const claims = batch.filter((job): job is ClaimJob => job._tag === "Claim")
-        const exit = yield* Effect.exit(
-          sqliteWriter === undefined
-            ? Effect.all([
-              deliveries.record(records.map((job) => job.finish)),
-              Effect.forEach(claims, (job) => claimNow(job.instance, job.room, job.lease))
-            ]).pipe(sql.withTransaction)
-            : writeOnThread(sqliteWriter, records, claims)
-        )
+        const recorded = deliveries.record(records.map((job) => job.finish))
+        // A record alone is atomic by itself: one statement on PostgreSQL, where claims never come through here.
+        const generic = claims.length === 0
+          ? Effect.map(recorded, (kept) => [kept, [] as Array<Claimed>] as const)
+          : Effect.all([recorded, Effect.forEach(claims, (job) => claimNow(job.instance, job.room, job.lease))]).pipe(sql.withTransaction)
+        const exit = yield* Effect.exit(sqliteWriter !== undefined ? writeOnThread(sqliteWriter, records, claims) : generic)
         // One job the store refuses must not fail the others.
         if (Exit.isFailure(exit) && batch.length > 1) return yield* Effect.forEach(batch, (job) => commit([job]), { discard: true })
         // An attempt made and not recorded would run again once its lease ends: while the lease holds, the write is

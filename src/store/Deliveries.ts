@@ -139,25 +139,29 @@ export class Deliveries extends Effect.Service<Deliveries>()("kyc-relay/Deliveri
       return yield* claimedRows([...overdue, ...due])
     }, Effect.orDie)
 
+    // The attempts' outcomes as a table, and the update that moves each delivery on if its claim still holds.
+    const outcome = (finishes: ReadonlyArray<Finish>) => sql`outcome (id, lease, state, next_attempt_at, last_error, finished_at) AS (
+      VALUES ${sql.csv(finishes.map((f) => sql`(${f.deliveryId}, ${f.lease}, ${f.state}, ${f.nextAttemptAt}, ${f.error}, ${f.finishedAt})`))})`
+    const moveOn = sql`UPDATE deliveries
+      SET state = outcome.state, next_attempt_at = COALESCE(outcome.next_attempt_at, deliveries.next_attempt_at),
+        last_error = outcome.last_error, lease_owner = NULL, lease_until = NULL, updated_at = outcome.finished_at
+      FROM outcome
+      WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.lease
+      RETURNING deliveries.id`
+
     /**
      * Records attempts and moves each delivery on if the claim it was made under still holds; returns the ids
-     * moved (the others were taken over after their lease ran out, or replayed meanwhile). Two statements whatever the number of attempts:
-     * run it inside a transaction.
+     * moved (the others were taken over after their lease ran out, or replayed meanwhile). Atomic whatever the
+     * number of attempts: on PostgreSQL one statement (the attempts' insert rides along as a data-modifying
+     * `WITH`), elsewhere two statements in a transaction.
      */
     const record = Effect.fn("Deliveries.record")(function*(finishes: ReadonlyArray<Finish>) {
       if (finishes.length === 0) return new Set<string>()
-      const outcomes = sql.csv(finishes.map((f) =>
-        sql`(${f.deliveryId}, ${f.lease}, ${f.state}, ${f.nextAttemptAt}, ${f.error}, ${f.finishedAt})`
-      ))
-      const updated = yield* sql<{ id: string }>`
-        WITH outcome (id, lease, state, next_attempt_at, last_error, finished_at) AS (VALUES ${outcomes})
-        UPDATE deliveries
-        SET state = outcome.state, next_attempt_at = COALESCE(outcome.next_attempt_at, deliveries.next_attempt_at),
-          last_error = outcome.last_error, lease_owner = NULL, lease_until = NULL, updated_at = outcome.finished_at
-        FROM outcome
-        WHERE deliveries.id = outcome.id AND deliveries.lease_owner = outcome.lease
-        RETURNING deliveries.id`
-      yield* sql`INSERT INTO attempts ${sql.insert(finishes.map(attemptRow))}`
+      const attempts = sql`INSERT INTO attempts ${sql.insert(finishes.map(attemptRow))}`
+      const updated = yield* sql.onDialectOrElse({
+        pg: () => sql<{ id: string }>`WITH ${outcome(finishes)}, attempted AS (${attempts}), moved AS (${moveOn}) SELECT id FROM moved`,
+        orElse: () => Effect.zipLeft(sql<{ id: string }>`WITH ${outcome(finishes)} ${moveOn}`, attempts).pipe(sql.withTransaction)
+      })
       return new Set(updated.map((row) => row.id))
     }, Effect.orDie)
 
