@@ -7,6 +7,7 @@ import type { CashfreeEvent } from "../domain/Event.js"
 import { Metrics } from "../observability/Metrics.js"
 import { Deliveries } from "../store/Deliveries.js"
 import { type EventRow, Events, type Stored } from "../store/Events.js"
+import { PgIngest } from "../store/PgIngest.js"
 import type { Committed } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
@@ -41,13 +42,14 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     const wakeup = yield* Wakeup
     const lanes = yield* Lanes
     const metrics = yield* Metrics
+    const pgIngest = yield* PgIngest
     // The service's clock rather than Date.now(), so that tests can move time.
     const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
 
     /** The generic transaction: the same steps as SqliteWrite's. */
-    const commitWithSql = (batch: ReadonlyArray<Arrival>, now: string) =>
+    const generic = (batch: ReadonlyArray<Arrival>, now: string) =>
       Effect.gen(function*() {
         const stored = yield* events.insertBatch(batch.map((arrival) => arrival.row))
         const fresh = freshOf(batch, stored.map((s) => s.duplicate))
@@ -64,6 +66,10 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         yield* deliveries.enqueue(planned.deliveries)
         return { stored, staleIds: planned.staleIds, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
       }).pipe(sql.withTransaction)
+    const commitWithSql = sql.onDialectOrElse({
+      pg: () => (batch: ReadonlyArray<Arrival>, now: string) => pgIngest.accepts(batch) ? pgIngest.commit(batch, now) : generic(batch, now),
+      orElse: () => generic
+    })
 
     const { writer } = yield* SqliteWriterService
     const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = writer === undefined
@@ -110,6 +116,7 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
     Wakeup.Default,
     Lanes.Default,
     Metrics.Default,
+    PgIngest.Default,
     SqliteWriterService.Default
   ]
 }) {}

@@ -37,6 +37,12 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
+    /** The ids of the events stored under these dedupe keys. */
+    const idsByKey = (keys: ReadonlyArray<string>) =>
+      sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE ${sql.in("dedupe_key", keys)}`.pipe(
+        Effect.map((rows) => new Map(rows.map((row) => [row.dedupe_key, row.id])))
+      )
+
     /**
      * Stores a batch in one transaction. A row whose dedupe key is already stored (or appears earlier in
      * the batch) is not written; its answer carries the id of the event stored first. The unique index,
@@ -51,9 +57,7 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
           RETURNING id, dedupe_key`
         const newIds = new Map(inserted.map((row) => [row.dedupe_key, row.id]))
         const missing = unique.filter((row) => !newIds.has(row.dedupe_key)).map((row) => row.dedupe_key)
-        const existing = missing.length === 0 ? [] : yield* sql<{ id: string; dedupe_key: string }>`
-          SELECT id, dedupe_key FROM events WHERE ${sql.in("dedupe_key", missing)}`
-        const oldIds = new Map(existing.map((row) => [row.dedupe_key, row.id]))
+        const oldIds = missing.length === 0 ? new Map<string, string>() : yield* idsByKey(missing)
         return rows.map((row): Stored => {
           const fresh = newIds.get(row.dedupe_key)
           return fresh === row.id
@@ -112,6 +116,6 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
         Effect.orDie
       )
 
-    return { insertBatch, list, timeline, count, ping, markStale, select, accept } as const
+    return { insertBatch, idsByKey, list, timeline, count, ping, markStale, select, accept } as const
   })
 }) {}

@@ -6,30 +6,21 @@ import { Events, type EventRow } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { STORES } from "../support/Relay.js"
+import { eventRow } from "../support/Rows.js"
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z")
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString()
 const LEASE = 60
 
-const event = (i: number): EventRow => ({
-  id: `evt_claims_${String(i).padStart(5, "0")}`,
-  dedupe_key: `claims-${i}`,
-  status: "accepted",
-  event_type: "VKYC_USER_CALL_QUEUED",
-  verification_id: `claims_${i}`,
-  event_status: "PRE_VIDEO_CALL",
-  event_sub_status: "USER_QUEUED",
-  event_time: at(0),
-  received_at: at(0),
-  scheme: "header",
-  secret_index: 0,
-  webhook_attempt: null,
-  webhook_version: null,
-  webhook_timestamp: null,
-  idempotency_key: null,
-  body: fixture("VKYC_USER_CALL_QUEUED").text,
-  problems: null
-})
+const event = (i: number): EventRow =>
+  eventRow({
+    id: `evt_claims_${String(i).padStart(5, "0")}`,
+    dedupe_key: `claims-${i}`,
+    verification_id: `claims_${i}`,
+    event_time: at(0),
+    received_at: at(0),
+    body: fixture("VKYC_USER_CALL_QUEUED").text
+  })
 
 /** A pending delivery of event `i` to `sink`, due `due` seconds after T0. */
 const delivery = (i: number, due: number): DeliveryRow => ({

@@ -13,27 +13,10 @@ import { Events, type EventRow } from "../../src/store/Events.js"
 import * as Sql from "../../src/store/Sql.js"
 import { fixture } from "../support/Fixtures.js"
 import { STORES } from "../support/Relay.js"
+import { eventRow } from "../support/Rows.js"
 
-const row = (id: string, dedupeKey: string, overrides: Partial<EventRow> = {}): EventRow => ({
-  id,
-  dedupe_key: dedupeKey,
-  status: "accepted",
-  event_type: "VKYC_USER_CALL_QUEUED",
-  verification_id: "vkyc_1",
-  event_status: "PRE_VIDEO_CALL",
-  event_sub_status: "USER_QUEUED",
-  event_time: "2025-05-23T14:29:02.000Z",
-  received_at: "2026-01-01T00:00:00.000Z",
-  scheme: "header",
-  secret_index: 0,
-  webhook_attempt: "1",
-  webhook_version: "2025-01-01",
-  webhook_timestamp: "1746427759733",
-  idempotency_key: null,
-  body: "{}",
-  problems: null,
-  ...overrides
-})
+const row = (id: string, dedupeKey: string, overrides: Partial<EventRow> = {}): EventRow =>
+  eventRow({ id, dedupe_key: dedupeKey, webhook_attempt: "1", webhook_version: "2025-01-01", webhook_timestamp: "1746427759733", ...overrides })
 
 const withEvents = (url: string) =>
   Effect.provide(Events.Default.pipe(Layer.provide(Sql.layer(url)), Layer.provide(NodeContext.layer)))

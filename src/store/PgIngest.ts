@@ -1,0 +1,96 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import { type Arrival, freshOf, planDeliveries } from "../ingest/Apply.js"
+import { Events, type Stored } from "./Events.js"
+import type { Committed } from "./SqliteWrite.js"
+import { storable } from "./Storable.js"
+import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
+
+/**
+ * The ingest transaction on PostgreSQL for the usual batch, one whose events all have different dedupe keys and
+ * verifications: the events, their verifications' states and their deliveries go in with one statement (three
+ * data-modifying `WITH`s), so a batch costs the event loop three round trips (`BEGIN`, the statement, `COMMIT`)
+ * instead of five. The steps are those of the generic transaction in src/ingest/Ingest.ts without its read of the
+ * states (see there): the forward-only upsert decides which new events are stale, and each new event gets the
+ * deliveries of what it turned out to be. Duplicates and stale events, rare, take one more statement each.
+ */
+export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const events = yield* Events
+
+    /** Whether `commit` takes this batch; the generic transaction takes the others. */
+    const accepts = (batch: ReadonlyArray<Arrival>) => {
+      const tracked = batch.flatMap(({ tracked }) => tracked === undefined ? [] : [tracked.verificationId])
+      return new Set(batch.map(({ row }) => row.dedupe_key)).size === batch.length && new Set(tracked).size === tracked.length
+    }
+
+    const commit = (batch: ReadonlyArray<Arrival>, now: string) =>
+      Effect.gen(function*() {
+        const states = batch.flatMap(({ row, tracked }) => {
+          if (tracked === undefined) return []
+          const state = toRow(tracked.verificationId, tracked.next, now)
+          return [sql`(${state.verification_id}, ${state.event_id}, ${state.event_type}, ${state.status}, ${state.sub_status},
+            ${state.event_time}, ${state.rank}::integer, ${state.terminal}::integer, ${state.updated_at}, ${row.id})`]
+        })
+        // Each delivery with the case it is for: the event current, stale, or either (the same rows for both).
+        const planned = batch.flatMap(({ tracked }) => {
+          if (tracked === undefined) return []
+          const cases = tracked.deliveries === tracked.deliveriesIfStale
+            ? [["either", tracked.deliveries] as const]
+            : [["current", tracked.deliveries] as const, ["stale", tracked.deliveriesIfStale] as const]
+          return cases.flatMap(([when, rows]) =>
+            rows.map((d) =>
+              sql`(${d.id}, ${d.event_id}, ${d.instance}, ${d.route}::integer, ${d.params}, ${d.retry}, ${d.state},
+                ${d.attempts}::integer, ${d.next_attempt_at}, ${d.lease_owner}, ${d.lease_until}, ${d.last_error},
+                ${d.created_at}, ${d.updated_at}, ${when}, ${storable(tracked.verificationId)})`
+            )
+          )
+        })
+        const verifications = states.length === 0 ? sql`` : sql`,
+          state (verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at, of_event)
+            AS (VALUES ${sql.csv(states)}),
+          applied AS (
+            INSERT INTO verifications (verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at)
+            SELECT verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at
+            FROM state WHERE of_event IN (SELECT id FROM inserted)
+            ${sql.literal(FORWARD_ONLY)}
+            RETURNING verification_id)`
+        const deliveries = planned.length === 0 ? sql`` : sql`,
+          planned (id, event_id, instance, route, params, retry, state, attempts, next_attempt_at, lease_owner,
+            lease_until, last_error, created_at, updated_at, for_case, verification_id) AS (VALUES ${sql.csv(planned)}),
+          scheduled AS (
+            INSERT INTO deliveries (id, event_id, instance, route, params, retry, state, attempts, next_attempt_at,
+              lease_owner, lease_until, last_error, created_at, updated_at)
+            SELECT id, event_id, instance, route, params, retry, state, attempts, next_attempt_at, lease_owner,
+              lease_until, last_error, created_at, updated_at
+            FROM planned
+            WHERE event_id IN (SELECT id FROM inserted)
+              AND (for_case = 'either' OR (for_case = 'current') = (verification_id IN (SELECT verification_id FROM applied)))
+            ON CONFLICT (event_id, instance) DO NOTHING)`
+        const written = yield* sql<{ kind: string; id: string }>`
+          WITH inserted AS (
+            INSERT INTO events ${sql.insert(batch.map(({ row }) => row))}
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING id)${verifications}${deliveries}
+          SELECT 'event' AS kind, id FROM inserted
+          ${states.length === 0 ? sql`` : sql`UNION ALL SELECT 'verification' AS kind, verification_id AS id FROM applied`}`
+
+        const inserted = new Set(written.flatMap((r) => r.kind === "event" ? [r.id] : []))
+        const applied = new Set(written.flatMap((r) => r.kind === "verification" ? [r.id] : []))
+        const duplicates = batch.filter(({ row }) => !inserted.has(row.id)).map(({ row }) => row.dedupe_key)
+        const firstStored = duplicates.length === 0 ? new Map<string, string>() : yield* events.idsByKey(duplicates)
+        const stored = batch.map(({ row }): Stored =>
+          inserted.has(row.id) ? { eventId: row.id, duplicate: false } : { eventId: firstStored.get(row.dedupe_key)!, duplicate: true }
+        )
+        const fresh = freshOf(batch, stored.map((s) => s.duplicate))
+        const current = new Set(fresh.map((f) => f.tracked.verificationId).filter((id) => applied.has(storable(id))))
+        const outcome = planDeliveries(fresh.map(({ row, tracked }) => ({ row, tracked, stale: false })), current)
+        yield* events.markStale(outcome.staleIds)
+        return { stored, staleIds: outcome.staleIds, woken: [...outcome.woken], unrouted: outcome.unrouted } satisfies Committed
+      }).pipe(sql.withTransaction)
+
+    return { accepts, commit } as const
+  }),
+  dependencies: [Events.Default]
+}) {}
