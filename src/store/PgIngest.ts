@@ -14,6 +14,12 @@ import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
  * states (see there): the forward-only upsert decides which new events are stale, and each new event gets the
  * deliveries of what it turned out to be. Duplicates and stale events, rare, take one more statement each.
  */
+// Parameters per row of each kind in the statement; PostgreSQL takes at most 65 535 in one.
+const EVENT_PARAMS = 17
+const STATE_PARAMS = 10
+const DELIVERY_PARAMS = 16
+const MAX_PARAMS = 60_000
+
 export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -21,8 +27,12 @@ export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
 
     /** Whether `commit` takes this batch; the generic transaction takes the others. */
     const accepts = (batch: ReadonlyArray<Arrival>) => {
-      const tracked = batch.flatMap(({ tracked }) => tracked === undefined ? [] : [tracked.verificationId])
-      return new Set(batch.map(({ row }) => row.dedupe_key)).size === batch.length && new Set(tracked).size === tracked.length
+      const tracked = batch.flatMap(({ tracked }) => tracked === undefined ? [] : [tracked])
+      const deliveries = tracked.reduce((n, t) =>
+        n + t.deliveries.length + (t.deliveries === t.deliveriesIfStale ? 0 : t.deliveriesIfStale.length), 0)
+      return new Set(batch.map(({ row }) => row.dedupe_key)).size === batch.length &&
+        new Set(tracked.map((t) => t.verificationId)).size === tracked.length &&
+        EVENT_PARAMS * batch.length + STATE_PARAMS * tracked.length + DELIVERY_PARAMS * deliveries <= MAX_PARAMS
     }
 
     const commit = (batch: ReadonlyArray<Arrival>, now: string) =>

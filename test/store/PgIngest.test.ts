@@ -118,6 +118,8 @@ describe("PostgreSQL ingest in one statement", () => {
           assert.isTrue(ingest.accepts(batch))
           committed.push(yield* ingest.commit(batch, NOW))
         }
+        // Past PostgreSQL's 65 535 parameters in one statement, a batch goes the generic way.
+        assert.isFalse(ingest.accepts(Array.from({ length: 4_000 }, (_, i) => quarantined(`evt_q${i}`, `{"n":${i}}`))))
         return committed
       }).pipe(Effect.provide(PgIngest.Default.pipe(Layer.provide(pg))))
 
