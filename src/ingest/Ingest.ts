@@ -10,6 +10,7 @@ import { type EventRow, Events, type Stored } from "../store/Events.js"
 import { PgIngest } from "../store/PgIngest.js"
 import type { Committed } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
+import { storable } from "../store/Storable.js"
 import { Verifications } from "../store/Verifications.js"
 import { type Arrival, applyLifecycle, freshOf, planDeliveries } from "./Apply.js"
 import { leaseToLanes } from "./Direct.js"
@@ -54,11 +55,10 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         const stored = yield* events.insertBatch(batch.map((arrival) => arrival.row))
         const fresh = freshOf(batch, stored.map((s) => s.duplicate))
         if (fresh.length === 0) return { stored, staleIds: [], woken: [], unrouted: 0 } satisfies Committed
-        const ids = fresh.map((f) => f.tracked.verificationId)
-        const distinct = new Set(ids)
-        // With one event per verification, the forward-only upsert alone decides which events are stale (its
-        // condition is isStale's negation, as in SqliteWrite): no read first, one round trip less per batch.
-        const states = distinct.size === ids.length ? new Map() : yield* verifications.getMany([...distinct])
+        const ids = [...new Set(fresh.map((f) => f.tracked.verificationId))]
+        // With one event per verification (as stored), the forward-only upsert alone decides which events are
+        // stale (its condition is isStale's negation, as in SqliteWrite): no read first, one round trip less.
+        const states = new Set(ids.map(storable)).size === fresh.length ? new Map() : yield* verifications.getMany(ids)
         const { changed, decided } = applyLifecycle(fresh, states)
         const written = yield* verifications.save(changed, now)
         const planned = planDeliveries(decided, written)

@@ -31,7 +31,8 @@ export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
       const deliveries = tracked.reduce((n, t) =>
         n + t.deliveries.length + (t.deliveries === t.deliveriesIfStale ? 0 : t.deliveriesIfStale.length), 0)
       return new Set(batch.map(({ row }) => row.dedupe_key)).size === batch.length &&
-        new Set(tracked.map((t) => t.verificationId)).size === tracked.length &&
+        // Compared as stored: two ids the store holds as one would make the upsert touch one row twice.
+        new Set(tracked.map((t) => storable(t.verificationId))).size === tracked.length &&
         EVENT_PARAMS * batch.length + STATE_PARAMS * tracked.length + DELIVERY_PARAMS * deliveries <= MAX_PARAMS
     }
 

@@ -81,7 +81,9 @@ const batches = (): ReadonlyArray<ReadonlyArray<Arrival>> => {
       copyOf("evt_e6", junk), // a duplicate of e3
       event("evt_e7", "VKYC_USER_CALL_STARTED", "v3", "2025-05-23T11:00:00Z")
     ],
-    [event("evt_e8", "VKYC_USER_CALL_STARTED", "v1", "2025-05-23T12:00:00Z"), copyOf("evt_e9", decided)]
+    [event("evt_e8", "VKYC_USER_CALL_STARTED", "v1", "2025-05-23T12:00:00Z"), copyOf("evt_e9", decided)],
+    // A lone surrogate reaches the store as U+FFFD: the event is still current, and so are its deliveries.
+    [event("evt_s1", "VKYC_USER_CALL_QUEUED", "v\ud800s", "2025-05-23T10:00:00Z")]
   ]
 }
 
@@ -118,7 +120,11 @@ describe("PostgreSQL ingest in one statement", () => {
           assert.isTrue(ingest.accepts(batch))
           committed.push(yield* ingest.commit(batch, NOW))
         }
-        // Past PostgreSQL's 65 535 parameters in one statement, a batch goes the generic way.
+        // Two ids the store holds as one, or past PostgreSQL's 65 535 parameters in one statement: the generic way.
+        assert.isFalse(ingest.accepts([
+          event("evt_c1", "VKYC_USER_CALL_QUEUED", "c\u0000", "2025-05-23T10:00:00Z"),
+          event("evt_c2", "VKYC_USER_CALL_QUEUED", "c\ufffd", "2025-05-23T10:00:00Z")
+        ]))
         assert.isFalse(ingest.accepts(Array.from({ length: 4_000 }, (_, i) => quarantined(`evt_q${i}`, `{"n":${i}}`))))
         return committed
       }).pipe(Effect.provide(PgIngest.Default.pipe(Layer.provide(pg))))
@@ -128,7 +134,7 @@ describe("PostgreSQL ingest in one statement", () => {
         actual.map((c) => ({ ...c, staleIds: sorted(c.staleIds), woken: sorted(c.woken) })),
         expected.map((c) => ({ ...c, staleIds: sorted(c.staleIds), woken: sorted(c.woken) }))
       )
-      assert.deepStrictEqual(actual.map((c) => c.staleIds), [[], ["evt_e4", "evt_e5"], []])
+      assert.deepStrictEqual(actual.map((c) => c.staleIds), [[], ["evt_e4", "evt_e5"], [], []])
       assert.deepStrictEqual(actual[1]!.stored[2], { eventId: "evt_e3", duplicate: true })
 
       const fromSqlite = yield* Effect.provide(tables, sqlite)
