@@ -1,10 +1,23 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { type Arrival, freshOf, planDeliveries } from "../ingest/Apply.js"
+import { DELIVERY_COLUMNS, EVENT_COLUMNS, VERIFICATION_COLUMNS } from "./Columns.js"
 import { Events, type Stored } from "./Events.js"
 import type { Committed } from "./SqliteWrite.js"
 import { storable } from "./Storable.js"
 import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
+
+// Parameters per row of each kind in the statement; PostgreSQL takes at most 65 535 in one.
+const EVENT_PARAMS = EVENT_COLUMNS.length
+const STATE_PARAMS = VERIFICATION_COLUMNS.length + 1
+const DELIVERY_PARAMS = DELIVERY_COLUMNS.length + 2
+const MAX_PARAMS = 60_000
+
+// Columns whose values go in as integers: an untyped parameter in VALUES is text.
+const INTEGER_COLUMNS: ReadonlySet<string> = new Set(["rank", "terminal", "route", "attempts"])
+
+const VERIFICATION_LIST = VERIFICATION_COLUMNS.join(", ")
+const DELIVERY_LIST = DELIVERY_COLUMNS.join(", ")
 
 /**
  * The ingest transaction on PostgreSQL for the usual batch, one whose events all have different dedupe keys and
@@ -14,12 +27,6 @@ import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
  * states (see there): the forward-only upsert decides which new events are stale, and each new event gets the
  * deliveries of what it turned out to be. Duplicates and stale events, rare, take one more statement each.
  */
-// Parameters per row of each kind in the statement; PostgreSQL takes at most 65 535 in one.
-const EVENT_PARAMS = 17
-const STATE_PARAMS = 10
-const DELIVERY_PARAMS = 16
-const MAX_PARAMS = 60_000
-
 export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -36,14 +43,18 @@ export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
         EVENT_PARAMS * batch.length + STATE_PARAMS * tracked.length + DELIVERY_PARAMS * deliveries <= MAX_PARAMS
     }
 
+    /** One row of a VALUES list: `columns` of `row` in order, then `extra`. */
+    const tuple = (row: Readonly<Record<string, string | number | null>>, columns: ReadonlyArray<string>, extra: ReadonlyArray<string>) =>
+      sql`(${sql.csv([
+        ...columns.map((column) => INTEGER_COLUMNS.has(column) ? sql`${row[column] ?? null}::integer` : sql`${row[column] ?? null}`),
+        ...extra.map((value) => sql`${value}`)
+      ])})`
+
     const commit = (batch: ReadonlyArray<Arrival>, now: string) =>
       Effect.gen(function*() {
-        const states = batch.flatMap(({ row, tracked }) => {
-          if (tracked === undefined) return []
-          const state = toRow(tracked.verificationId, tracked.next, now)
-          return [sql`(${state.verification_id}, ${state.event_id}, ${state.event_type}, ${state.status}, ${state.sub_status},
-            ${state.event_time}, ${state.rank}::integer, ${state.terminal}::integer, ${state.updated_at}, ${row.id})`]
-        })
+        const states = batch.flatMap(({ row, tracked }) =>
+          tracked === undefined ? [] : [tuple(toRow(tracked.verificationId, tracked.next, now), VERIFICATION_COLUMNS, [row.id])]
+        )
         // Each delivery with the case it is for: the event current, stale, or either (the same rows for both).
         const planned = batch.flatMap(({ tracked }) => {
           if (tracked === undefined) return []
@@ -51,31 +62,21 @@ export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
             ? [["either", tracked.deliveries] as const]
             : [["current", tracked.deliveries] as const, ["stale", tracked.deliveriesIfStale] as const]
           return cases.flatMap(([when, rows]) =>
-            rows.map((d) =>
-              sql`(${d.id}, ${d.event_id}, ${d.instance}, ${d.route}::integer, ${d.params}, ${d.retry}, ${d.state},
-                ${d.attempts}::integer, ${d.next_attempt_at}, ${d.lease_owner}, ${d.lease_until}, ${d.last_error},
-                ${d.created_at}, ${d.updated_at}, ${when}, ${storable(tracked.verificationId)})`
-            )
+            rows.map((d) => tuple(d, DELIVERY_COLUMNS, [when, storable(tracked.verificationId)]))
           )
         })
         const verifications = states.length === 0 ? sql`` : sql`,
-          state (verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at, of_event)
-            AS (VALUES ${sql.csv(states)}),
+          state (${sql.literal(VERIFICATION_LIST)}, of_event) AS (VALUES ${sql.csv(states)}),
           applied AS (
-            INSERT INTO verifications (verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at)
-            SELECT verification_id, event_id, event_type, status, sub_status, event_time, rank, terminal, updated_at
-            FROM state WHERE of_event IN (SELECT id FROM inserted)
+            INSERT INTO verifications (${sql.literal(VERIFICATION_LIST)})
+            SELECT ${sql.literal(VERIFICATION_LIST)} FROM state WHERE of_event IN (SELECT id FROM inserted)
             ${sql.literal(FORWARD_ONLY)}
             RETURNING verification_id)`
         const deliveries = planned.length === 0 ? sql`` : sql`,
-          planned (id, event_id, instance, route, params, retry, state, attempts, next_attempt_at, lease_owner,
-            lease_until, last_error, created_at, updated_at, for_case, verification_id) AS (VALUES ${sql.csv(planned)}),
+          planned (${sql.literal(DELIVERY_LIST)}, for_case, verification_id) AS (VALUES ${sql.csv(planned)}),
           scheduled AS (
-            INSERT INTO deliveries (id, event_id, instance, route, params, retry, state, attempts, next_attempt_at,
-              lease_owner, lease_until, last_error, created_at, updated_at)
-            SELECT id, event_id, instance, route, params, retry, state, attempts, next_attempt_at, lease_owner,
-              lease_until, last_error, created_at, updated_at
-            FROM planned
+            INSERT INTO deliveries (${sql.literal(DELIVERY_LIST)})
+            SELECT ${sql.literal(DELIVERY_LIST)} FROM planned
             WHERE event_id IN (SELECT id FROM inserted)
               AND (for_case = 'either' OR (for_case = 'current') = (verification_id IN (SELECT verification_id FROM applied)))
             ON CONFLICT (event_id, instance) DO NOTHING)`

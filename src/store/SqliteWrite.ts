@@ -2,6 +2,7 @@ import Database from "better-sqlite3"
 import { type Arrival, type Decided, freshOf, planDeliveries } from "../ingest/Apply.js"
 import { attemptRow } from "./Attempt.js"
 import { CLAIMED_COLUMNS } from "./ClaimSql.js"
+import { DELIVERY_COLUMNS, EVENT_COLUMNS, VERIFICATION_COLUMNS } from "./Columns.js"
 import type { Finish } from "./Deliveries.js"
 import type { Stored } from "./Events.js"
 import { FORWARD_ONLY, toRow } from "./VerificationRow.js"
@@ -35,18 +36,9 @@ const columns = (names: ReadonlyArray<string>) => ({
   params: names.map((name) => `@${name}`).join(", ")
 })
 
-const EVENT = columns([
-  "id", "dedupe_key", "status", "event_type", "verification_id", "event_status", "event_sub_status", "event_time",
-  "received_at", "scheme", "secret_index", "webhook_attempt", "webhook_version", "webhook_timestamp",
-  "idempotency_key", "body", "problems"
-])
-const VERIFICATION = columns([
-  "verification_id", "event_id", "event_type", "status", "sub_status", "event_time", "rank", "terminal", "updated_at"
-])
-const DELIVERY = columns([
-  "id", "event_id", "instance", "route", "params", "retry", "state", "attempts", "next_attempt_at", "lease_owner",
-  "lease_until", "last_error", "created_at", "updated_at"
-])
+const EVENT = columns(EVENT_COLUMNS)
+const VERIFICATION = columns(VERIFICATION_COLUMNS)
+const DELIVERY = columns(DELIVERY_COLUMNS)
 
 /**
  * The ingest transaction on SQLite with prepared statements on a connection of its own, run by the writer
