@@ -1057,16 +1057,16 @@ const main = async () => {
   if (settings.phases.has("delivery")) {
     const delivery = await runDelivery("SQLite", `sqlite:${join(directory, "delivery.db")}`, directory)
     if (delivery !== undefined) deliveries.push(delivery)
-  }
-  if (settings.phases.has("delivery") && pgVersion !== undefined) {
-    const database = `kyc_relay_bench_delivery_${randomBytes(4).toString("hex")}`
-    await psql(PG.adminDatabase, `CREATE DATABASE ${database}`)
-    cleanups.push(async () => {
-      await psql(PG.adminDatabase, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-      note(`dropped database ${database}`)
-    })
-    const pg = await runDelivery("PostgreSQL", `postgres://${PG.user}@${PG.host}:${PG.port}/${database}`, directory)
-    if (pg !== undefined) deliveries.push(pg)
+    if (pgVersion !== undefined) {
+      const database = `kyc_relay_bench_delivery_${randomBytes(4).toString("hex")}`
+      await psql(PG.adminDatabase, `CREATE DATABASE ${database}`)
+      cleanups.push(async () => {
+        await psql(PG.adminDatabase, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+        note(`dropped database ${database}`)
+      })
+      const pg = await runDelivery("PostgreSQL", `postgres://${PG.user}@${PG.host}:${PG.port}/${database}`, directory)
+      if (pg !== undefined) deliveries.push(pg)
+    }
   }
 
   printReport(settings, measurements, checks, pgVersion, deliveries)

@@ -214,12 +214,11 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     // Commits are spaced out so that each carries more: on SQLite the writer thread commits for ingest too, and
     // claims ride along with the recorded attempts; on PostgreSQL claims run at once, each on its own connection,
     // and every statement of a small transaction costs the event loop about as much as a delivery.
-    const spacing = COMMIT_SPACING
     let lastCommit = 0
     const writeBatch = Effect.gen(function*() {
       const first = yield* Queue.take(jobs)
       // Let the event loop deliver the answers already waiting before committing, so that they share the commit.
-      const wait = lastCommit + spacing - performance.now()
+      const wait = lastCommit + COMMIT_SPACING - performance.now()
       yield* wait > 0 ? pause(wait) : nextMacrotask
       lastCommit = performance.now()
       yield* commit([first, ...(yield* Queue.takeUpTo(jobs, MAX_WRITE - 1))])
