@@ -467,7 +467,12 @@ const buildProduct = (): ReadonlyArray<string> => {
   if (start === null) throw new Error(`package.json scripts.start is not "node [--option ...] dist/src/main.js serve": ${scripts.start}`)
   note("npm run build")
   execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: ["ignore", 2, 2] })
-  productNodeOptions = start[1]!.split(" ").filter((option) => option !== "")
+  const profiles = process.env.BENCH_CPU_PROFILE ?? ""
+  productNodeOptions = [
+    ...start[1]!.split(" ").filter((option) => option !== ""),
+    // A V8 CPU profile of each kyc-relay process (and its writer thread), written into this directory when it stops.
+    ...(profiles === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${profiles}`])
+  ]
   return productNodeOptions
 }
 
@@ -753,6 +758,8 @@ interface DeliveryMeasurement {
   readonly e2eMax: number
   /** Deliveries per second at the sink, seconds 2–9 of the paced run. */
   readonly steadyRate: number
+  /** Server CPU (ms) per event acknowledged in the paced run, from its first send to the end of its drain. */
+  readonly cpuPerEvent: number | undefined
   readonly burstAcknowledged: number
   readonly burstDelivered: number
   readonly burstSeconds: number
@@ -792,9 +799,14 @@ const runDelivery = async (store: string, storeUrl: string, directory: string): 
 
   note(`${label}: ${DELIVERY_RATE} events/s for ${DELIVERY_SECONDS} s`)
   const pacedStarted = performance.now()
+  const cpuBefore = cpuSeconds(server.child.pid)
   const acks = await sendPaced(agent, server.url, DELIVERY_RATE, DELIVERY_SECONDS)
   const ids = acceptedIds(acks)
   const delivered = await drain(sink, ids, DRAIN_TIMEOUT_MS)
+  const cpuAfter = cpuSeconds(server.child.pid)
+  const cpuPerEvent = cpuBefore === undefined || cpuAfter === undefined || ids.length === 0
+    ? undefined
+    : (1000 * (cpuAfter - cpuBefore)) / ids.length
   const starts = new Map(acks.flatMap((ack) => (ack.eventId === undefined ? [] : [[ack.eventId, ack.start] as const])))
   const e2e = sorted(ids.flatMap((id) => {
     const arrived = sink.arrivals.get(id)
@@ -845,6 +857,7 @@ const runDelivery = async (store: string, storeUrl: string, directory: string): 
     e2eP99: percentile(e2e, 99),
     e2eMax: e2e.length === 0 ? Number.NaN : e2e[e2e.length - 1]!,
     steadyRate: steadyCount / ((steadyTo - steadyFrom) / 1000),
+    cpuPerEvent,
     burstAcknowledged: burstIds.length,
     burstDelivered,
     burstSeconds: (lastArrival - burstStarted) / 1000,
@@ -859,9 +872,9 @@ const deliveryReport = (rows: ReadonlyArray<DeliveryMeasurement>): ReadonlyArray
     "",
     row([
       "Store", "Sent", "Acked", "Delivered", "Ack p50 ms", "Ack p99 ms", "E2E p50 ms", "E2E p99 ms", "E2E max ms",
-      "Steady deliveries/s", `Burst ${BURST_EVENTS}: delivered`, "Burst s", "Burst deliveries/s", "Peak RSS MiB"
+      "Steady deliveries/s", "Server CPU ms/event", `Burst ${BURST_EVENTS}: delivered`, "Burst s", "Burst deliveries/s", "Peak RSS MiB"
     ]),
-    row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ...rows.map((m) =>
       row([
         m.store,
@@ -874,6 +887,7 @@ const deliveryReport = (rows: ReadonlyArray<DeliveryMeasurement>): ReadonlyArray
         f1(m.e2eP99),
         f1(m.e2eMax),
         m.steadyRate.toFixed(0),
+        m.cpuPerEvent === undefined ? "n/a" : m.cpuPerEvent.toFixed(2),
         `${m.burstDelivered}/${m.burstAcknowledged}`,
         m.burstSeconds.toFixed(2),
         m.burstSeconds > 0 ? (m.burstDelivered / m.burstSeconds).toFixed(0) : "n/a",
@@ -884,6 +898,7 @@ const deliveryReport = (rows: ReadonlyArray<DeliveryMeasurement>): ReadonlyArray
     `Delivery: kyc-relay with one \`webhook\` instance (concurrency 8, poll_interval 200ms) routed every event to a node:http sink in this process; ` +
       `${DELIVERY_WARMUP_SECONDS} s warm-up, then unique signed events at a fixed ${DELIVERY_RATE}/s for ${DELIVERY_SECONDS} s (open loop, keep-alive); ` +
       `E2E = sink arrival − send start per \`${EVENT_ID_HEADER}\`, drained ≤ ${DRAIN_TIMEOUT_MS / 1000} s; steady = sink arrivals in seconds 2–9; ` +
+      `server CPU = user + system time of the server from the paced run's first send to the end of its drain, per event; ` +
       `burst = ${BURST_EVENTS} events over ${BURST_CONCURRENCY} connections, first send → last delivery. Peak RSS: VmHWM of the server after both phases.`
   ]
 }
@@ -933,7 +948,7 @@ const driftNote = (baselines: ReadonlyArray<Measurement>): ReadonlyArray<string>
 }
 
 const commandLine = (): string => {
-  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY"].filter((name) => (process.env[name] ?? "") !== "")
+  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY", "BENCH_CPU_PROFILE"].filter((name) => (process.env[name] ?? "") !== "")
   return [...set.map((name) => `${name}=${process.env[name]}`), "npm run bench"].join(" ")
 }
 

@@ -1,33 +1,31 @@
-import { Effect, Fiber } from "effect"
+import { type Effect, Exit, type Fiber, Runtime } from "effect"
 
 // setTimeout fires at once past this many milliseconds (about 24.8 days).
 const MAX_TIMER = 2 ** 31 - 1
 
 /**
- * `effect`, failed with `onTimeout()` if it has not finished within `millis` (real time), once it has been
- * interrupted. The same as `Effect.timeoutFail`, for one plugin call per delivery: that races two forked
- * fibers and a Clock sleep, twice the CPU per call of forking one and setting a timer (BENCHMARKS.md).
+ * Runs `effect` in a fiber of its own and calls `done` with how it ended: failed with `onTimeout()` if it had not
+ * finished within `millis` (real time), once it has been interrupted. Returns the fiber, so that a shutdown can
+ * interrupt it (`done` then sees the interruption). One fiber and one timer per call: `Effect.timeoutFail` inside a
+ * worker fiber races two more fibers and a Clock sleep, and the workers' own Effect loop cost as much again per
+ * delivery (BENCHMARKS.md).
  */
-export const callTimeout = <A, E, E2>(
+export const startCall = <A, E, E2>(
+  runtime: Runtime.Runtime<never>,
   effect: Effect.Effect<A, E>,
   millis: number,
-  onTimeout: () => E2
-): Effect.Effect<A, E | E2> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.fork(restore(effect)), (fiber) =>
-      restore(Effect.async<A, E | E2>((resume) => {
-        let settled = false
-        const timer = setTimeout(() => {
-          settled = true
-          resume(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout())))
-        }, Math.min(millis, MAX_TIMER))
-        fiber.addObserver((exit) => {
-          clearTimeout(timer)
-          if (!settled) {
-            settled = true
-            resume(exit)
-          }
-        })
-        return Effect.sync(() => clearTimeout(timer))
-      })).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber))))
-  )
+  onTimeout: () => E2,
+  done: (exit: Exit.Exit<A, E | E2>) => void
+): Fiber.RuntimeFiber<A, E> => {
+  let timedOut = false
+  const fiber = Runtime.runFork(runtime)(effect)
+  const timer = setTimeout(() => {
+    timedOut = true
+    fiber.unsafeInterruptAsFork(fiber.id())
+  }, Math.min(millis, MAX_TIMER))
+  fiber.addObserver((exit) => {
+    clearTimeout(timer)
+    done(timedOut && Exit.isInterrupted(exit) ? Exit.fail(onTimeout()) : exit)
+  })
+  return fiber
+}

@@ -9,10 +9,11 @@ import {
   Effect,
   Either,
   Exit,
+  Fiber,
   FiberRef,
   LogLevel,
+  Option,
   Queue,
-  Random,
   Ref,
   Runtime,
   Schedule,
@@ -27,13 +28,13 @@ import { type CashfreeEvent, decodeEventJson } from "../domain/Event.js"
 import { isStale, stateOf, type VerificationState } from "../domain/Lifecycle.js"
 import { Metrics } from "../observability/Metrics.js"
 import { startInstances } from "../plugin/Instances.js"
-import { Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
+import { type DeliveryReceipt, Permanent, type PluginError, type PluginInstance, Retryable } from "../plugin/Plugin.js"
 import type { InstanceSpec } from "../plugin/Registry.js"
 import { type ClaimedRow, claimedRows, Deliveries, type Finish } from "../store/Deliveries.js"
 import type { ClaimSpec } from "../store/SqliteWrite.js"
 import { SqliteWriterService } from "../store/SqliteWriterService.js"
 import { Verifications } from "../store/Verifications.js"
-import { callTimeout } from "./CallTimeout.js"
+import { startCall } from "./CallTimeout.js"
 import { type HandedOver, Lanes } from "./Lanes.js"
 import { decide, withOverrides } from "./RetryPolicy.js"
 import { Rules } from "./Rules.js"
@@ -141,6 +142,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     const jobs = yield* Queue.unbounded<Job>()
     const scope = yield* Effect.scope
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // The service's clock rather than Date.now(), so that tests can move time.
+    const clock = yield* Effect.clock
     // Each claim holds its rows under a name of its own: a result counts only while its claim holds, so a
     // delivery claimed again meanwhile (its lease ran out, or it was replayed) is not moved on by the old call.
     let claims = 0
@@ -272,59 +275,56 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         isStale(current, stateOf(row.event_id, event, DateTime.formatIso(event.event_time)))
       )
 
-    // Suspended, so that a plugin that throws instead of failing becomes a recorded attempt like any other defect.
-    const call = (spec: InstanceSpec, instance: PluginInstance, { current, row }: Ready, event: CashfreeEvent) =>
-      Effect.suspend(() => instance.handle(event, {
-        deliveryId: row.id,
-        eventId: row.event_id,
-        instance: spec.name,
-        attempt: row.attempts,
-        idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
-        params: JSON.parse(row.params) as Record<string, unknown>,
-        lifecycle: { stale: staleNow(row, event, current), current }
-      })).pipe(
-        (handled) =>
-          callTimeout(handled, Duration.toMillis(spec.timeout), () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })),
-        Effect.catchAllDefect((defect) =>
-          Effect.fail(new Retryable({ message: `the plugin failed unexpectedly: ${Cause.pretty(Cause.die(defect)).split("\n")[0]}` }))
-        )
-      )
+    const contextOf = (spec: InstanceSpec, { current, row }: Ready, event: CashfreeEvent) => ({
+      deliveryId: row.id,
+      eventId: row.event_id,
+      instance: spec.name,
+      attempt: row.attempts,
+      idempotencyKey: `kyc-relay:${row.event_id}:${spec.name}`,
+      params: JSON.parse(row.params) as Record<string, unknown>,
+      lifecycle: { stale: staleNow(row, event, current), current }
+    })
 
-    /** Makes one attempt and decides what follows: done, a retry at a later time, or a dead letter. */
-    const attempt = (spec: InstanceSpec, instance: PluginInstance, ready: Ready) =>
-      Effect.gen(function*() {
-        const { row } = ready
-        const startedAt = iso(yield* Clock.currentTimeMillis)
-        const outcome = yield* Effect.either(
-          Either.isLeft(ready.event) ? Effect.fail(ready.event.left) : call(spec, instance, ready, ready.event.right)
-        )
-        const now = yield* Clock.currentTimeMillis
-        const base = {
-          deliveryId: row.id,
-          owner,
-          lease: row.lease_owner!,
-          attempt: row.attempts,
-          attemptId: randomUUID(),
-          startedAt,
-          finishedAt: iso(now)
-        }
-        if (Either.isRight(outcome)) {
-          const remoteId = outcome.right.remoteId ?? null
-          return { ...base, outcome: "done", state: "done", error: null, remoteId, nextAttemptAt: null } satisfies Finish
-        }
-        const error = outcome.left
-        const { retry } = yield* rules.current
-        const policy = withOverrides(retry, row.retry === null ? undefined : decodeRetry(row.retry))
-        const decision = decide(policy, row.attempts, error, Date.parse(row.created_at), now, yield* Random.next)
-        return {
-          ...base,
-          outcome: error._tag,
-          error: decision._tag === "Dead" ? decision.reason : describe(error),
-          remoteId: null,
-          state: decision._tag === "Dead" ? "dead" : "pending",
-          nextAttemptAt: decision._tag === "Retry" ? iso(decision.at) : null
-        } satisfies Finish
-      })
+    /** A plugin that throws or dies instead of failing gets a recorded attempt like any other failure. */
+    const unexpected = (defect: unknown) =>
+      new Retryable({ message: `the plugin failed unexpectedly: ${Cause.pretty(Cause.die(defect)).split("\n")[0]}` })
+
+    const outcomeOf = (exit: Exit.Exit<DeliveryReceipt, PluginError>): Either.Either<DeliveryReceipt, PluginError> => {
+      if (Exit.isSuccess(exit)) return Either.right(exit.value)
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) return Either.left(failure.value)
+      const defect = Cause.dieOption(exit.cause)
+      return Either.left(Option.isSome(defect) ? unexpected(defect.value) : new Retryable({ message: "the plugin's call was interrupted" }))
+    }
+
+    /** What an attempt's outcome makes of its delivery: done, a retry at a later time, or a dead letter. */
+    const finishOf = (row: ClaimedRow, startedAt: number, outcome: Either.Either<DeliveryReceipt, PluginError>): Finish => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const base = {
+        deliveryId: row.id,
+        owner,
+        lease: row.lease_owner!,
+        attempt: row.attempts,
+        attemptId: randomUUID(),
+        startedAt: iso(startedAt),
+        finishedAt: iso(now)
+      }
+      if (Either.isRight(outcome)) {
+        const remoteId = outcome.right.remoteId ?? null
+        return { ...base, outcome: "done", state: "done", error: null, remoteId, nextAttemptAt: null }
+      }
+      const error = outcome.left
+      const policy = withOverrides(rules.unsafeCurrent().retry, row.retry === null ? undefined : decodeRetry(row.retry))
+      const decision = decide(policy, row.attempts, error, Date.parse(row.created_at), now, Math.random())
+      return {
+        ...base,
+        outcome: error._tag,
+        error: decision._tag === "Dead" ? decision.reason : describe(error),
+        remoteId: null,
+        state: decision._tag === "Dead" ? "dead" : "pending",
+        nextAttemptAt: decision._tag === "Retry" ? iso(decision.at) : null
+      }
+    }
 
     // Read once: a delivery done is logged at debug level, and its annotations cost more than the rest of its report.
     const debug = LogLevel.greaterThanEqual(LogLevel.Debug, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))
@@ -369,7 +369,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
     /**
      * One plugin instance's claimer and workers. `inHand` counts the deliveries claimed (or reserved by ingest, see
      * Lanes) and not yet attempted, `recording` the attempts not yet recorded: a stopping generation waits for both
-     * to be zero.
+     * to be zero. The claimer is a fiber; the workers are `concurrency` slots for plugin calls, filled by plain
+     * functions, so that a delivery costs one fiber (its call) rather than a worker loop's several.
      */
     const startLane = (spec: InstanceSpec, instance: PluginInstance, generation: Generation) =>
       Effect.gen(function*() {
@@ -380,8 +381,12 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
         const startWithin = Math.max(lease - timeout, lease / 2)
         const capacity = holding(spec.concurrency, timeout, startWithin)
         let inHand = 0
-        const recording = yield* Ref.make(0)
-        const ready = yield* Queue.unbounded<Ready>()
+        let recording = 0
+        // Deliveries in hand waiting for a worker, oldest first; the calls on the wire, and how many workers are busy.
+        const waiting: Array<Ready> = []
+        const calls = new Set<Fiber.RuntimeFiber<DeliveryReceipt, PluginError>>()
+        let busy = 0
+        let closed = false
         const freed = yield* Queue.sliding<void>(1)
         // Held by the claimer from before it reads the stop flag until what it claimed is in hand, so that a
         // stopping generation can wait for a claim under way.
@@ -433,7 +438,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             Effect.tapErrorCause(() => Effect.zipRight(handBack(rows), letGo(asked)))
           )
           if (asked > batch.length) unsafeLetGo(asked - batch.length)
-          yield* Queue.offerAll(ready, batch)
+          offer(batch)
           return { asked, got: rows.length }
         }).pipe(
           Effect.onError(() =>
@@ -452,20 +457,96 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           if (claimed.got < claimed.asked) yield* Effect.race(woken, Effect.sleep(generation.pollInterval))
         })
 
-        const worker = Effect.gen(function*() {
-          const next = yield* Queue.take(ready)
-          if (state.stopping || (yield* Clock.currentTimeMillis) > next.startBy) return yield* release([next])
-          const finish = yield* attempt(spec, instance, next).pipe(Effect.onError(() => letGo(1)))
+        // Plugins' HTTP calls open no span and send no trace headers: no tracer is configured to collect them,
+        // and the span alone costs about a fifth of a webhook call.
+        const callRuntime = yield* Effect.runtime<never>().pipe(
+          Effect.locally(HttpClient.currentTracerDisabledWhen, () => true),
+          Effect.locally(HttpClient.currentTracerPropagation, false),
+          Effect.annotateLogs({ service: "Dispatcher", instance: spec.name })
+        )
+        const onTimeout = () => new Retryable({ message: `no answer within ${Duration.format(spec.timeout)}` })
+
+        /** Queues the attempt's result for the writer; the delivery stops counting as in hand. */
+        const finished = (ready: Ready, startedAt: number, outcome: Either.Either<DeliveryReceipt, PluginError>) => {
+          const { row } = ready
+          busy -= 1
+          let finish: Finish
+          try {
+            finish = finishOf(row, startedAt, outcome)
+          } catch (defect) {
+            unsafeLetGo(1)
+            runFork(Effect.logError("a delivery's next step could not be decided; it runs again once its lease expires", Cause.die(defect)))
+            return schedule()
+          }
           // Counted as recording before it stops counting as in hand, so a stopping generation never sees neither.
-          yield* Ref.update(recording, (n) => n + 1)
-          yield* letGo(1)
-          yield* Queue.offer(jobs, {
+          recording += 1
+          unsafeLetGo(1)
+          Queue.unsafeOffer(jobs, {
             _tag: "Record",
             finish,
-            retryUntil: Date.parse(next.row.lease_until!),
-            settled: (result) => Effect.zipRight(report(spec, next.row, finish, result), Ref.update(recording, (n) => n - 1))
+            retryUntil: Date.parse(row.lease_until!),
+            settled: (result) => Effect.ensuring(report(spec, row, finish, result), Effect.sync(() => (recording -= 1)))
           })
-        })
+          schedule()
+        }
+
+        /** Makes one attempt: the plugin's call in a fiber of its own, bounded by the instance's timeout. */
+        const start = (ready: Ready) => {
+          busy += 1
+          const startedAt = clock.unsafeCurrentTimeMillis()
+          if (Either.isLeft(ready.event)) return finished(ready, startedAt, Either.left(ready.event.left))
+          let handled: Effect.Effect<DeliveryReceipt, PluginError>
+          try {
+            handled = instance.handle(ready.event.right, contextOf(spec, ready, ready.event.right))
+          } catch (defect) {
+            return finished(ready, startedAt, Either.left(unexpected(defect)))
+          }
+          let fiber: Fiber.RuntimeFiber<DeliveryReceipt, PluginError> | undefined
+          let ended = false
+          fiber = startCall(callRuntime, handled, timeout, onTimeout, (exit) => {
+            ended = true
+            if (fiber !== undefined) calls.delete(fiber)
+            // Interrupted by the generation's close: not recorded, so it runs again once its lease expires.
+            if (closed) {
+              busy -= 1
+              return unsafeLetGo(1)
+            }
+            finished(ready, startedAt, outcomeOf(exit))
+          })
+          if (!ended) calls.add(fiber)
+        }
+
+        /** Starts waiting deliveries while workers are free; a delivery whose start came too late is handed back. */
+        const startWaiting = () => {
+          while (!closed && busy < spec.concurrency && waiting.length > 0) {
+            const next = waiting.shift()!
+            if (state.stopping || clock.unsafeCurrentTimeMillis() > next.startBy) runFork(release([next]))
+            else start(next)
+          }
+        }
+        // One event-loop turn later: the webhooks that handed deliveries over are answered first, and no call starts
+        // inside another's completion.
+        let scheduled = false
+        const schedule = () => {
+          if (scheduled) return
+          scheduled = true
+          setImmediate(() => {
+            scheduled = false
+            startWaiting()
+          })
+        }
+        const offer = (batch: ReadonlyArray<Ready>) => {
+          for (const one of batch) waiting.push(one)
+          schedule()
+        }
+        // Closing the generation's scope stops the calls still on the wire (after its grace, see startGeneration).
+        yield* Scope.addFinalizer(
+          generation.scope,
+          Effect.suspend(() => {
+            closed = true
+            return Fiber.interruptAll(calls)
+          })
+        )
 
         // A store outage must not end a fiber: log it and try again after the poll interval.
         const keepGoing = <E>(step: Effect.Effect<void, E>, what: string) =>
@@ -475,15 +556,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             )
           )).pipe(Effect.annotateLogs({ service: "Dispatcher", instance: spec.name }), Effect.interruptible)
 
-        // Interruptible even when started from an uninterruptible region, so that closing the scope stops them.
+        // Interruptible even when started from an uninterruptible region, so that closing the scope stops it.
         yield* Effect.forkIn(keepGoing(claimer, "claim"), generation.scope)
-        // Plugins' HTTP calls open no span and send no trace headers: no tracer is configured to collect them,
-        // and the span alone costs about a fifth of a webhook call.
-        const untraced = keepGoing(worker, "worker step").pipe(
-          Effect.locally(HttpClient.currentTracerDisabledWhen, () => true),
-          Effect.locally(HttpClient.currentTracerPropagation, false)
-        )
-        for (let i = 0; i < spec.concurrency; i++) yield* Effect.forkIn(untraced, generation.scope)
 
         const accept = (handed: ReadonlyArray<HandedOver>, leasedAt: number) => {
           const batch = handed.map(({ body, current, event, row, verificationId }): Ready => ({
@@ -494,7 +568,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           }))
           // Reserved before the generation began to stop, committed after: its workers may be gone, so hand them back.
           if (state.stopping) runFork(release(batch))
-          else for (const one of batch) Queue.unsafeOffer(ready, one)
+          else offer(batch)
         }
         const unregister = lanes.register(spec.name, {
           reserve: (wanted) => {
@@ -511,8 +585,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         return {
           claimDone: claiming.withPermits(1)(Effect.void),
-          idle: Effect.zipWith(Effect.sync(() => inHand), Ref.get(recording), (a, b) => a + b === 0),
-          releaseWaiting: Effect.flatMap(Queue.takeAll(ready), (waiting) => release([...waiting]))
+          idle: Effect.sync(() => inHand + recording === 0),
+          releaseWaiting: Effect.suspend(() => release(waiting.splice(0)))
         } as const
       })
 

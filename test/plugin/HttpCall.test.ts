@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber } from "effect"
+import { Effect, Either, Exit, Fiber } from "effect"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { callTimeout } from "../../src/dispatch/CallTimeout.js"
+import { startCall } from "../../src/dispatch/CallTimeout.js"
 import { headerOf, httpCall, MAX_ANSWER_BYTES } from "../../src/plugin/HttpCall.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 
@@ -119,28 +119,40 @@ describe("httpCall", () => {
     }))
 })
 
-describe("callTimeout", () => {
+/** Starts `effect` with `startCall` and waits for the exit it reports. */
+const called = <A, E>(effect: Effect.Effect<A, E>, millis: number) =>
+  Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+    Effect.async<Exit.Exit<A, E | "timed out">>((resume) => {
+      startCall(runtime, effect, millis, () => "timed out" as const, (exit) => resume(Effect.succeed(exit)))
+    }))
+
+describe("startCall", () => {
   it.scoped("fails with the timeout's error and aborts the call still on the wire", () =>
     Effect.gen(function*() {
       const server = yield* silentServer
-      const outcome = yield* Effect.either(callTimeout(httpCall("POST", server.url, {}, "{}"), 200, () => "timed out" as const))
-      assert.deepStrictEqual(outcome, Either.left("timed out"))
+      const exit = yield* called(httpCall("POST", server.url, {}, "{}"), 200)
+      assert.deepStrictEqual(exit, Exit.fail("timed out"))
       yield* eventually(() => server.closed() === 1)
     }))
 
-  it.effect("passes on the effect's success and failure", () =>
+  it.effect("passes on the effect's success, failure and defect, also when they come at once", () =>
     Effect.gen(function*() {
-      assert.strictEqual(yield* callTimeout(Effect.succeed(1), 1_000, () => "timed out"), 1)
-      assert.deepStrictEqual(yield* Effect.either(callTimeout(Effect.fail("refused"), 1_000, () => "timed out")), Either.left("refused"))
+      assert.deepStrictEqual(yield* called(Effect.succeed(1), 1_000), Exit.succeed(1))
+      assert.deepStrictEqual(yield* called(Effect.fail("refused"), 1_000), Exit.fail("refused"))
+      assert.deepStrictEqual(yield* called(Effect.zipRight(pause(10), Effect.fail("later")), 1_000), Exit.fail("later"))
+      assert.isTrue(Exit.isFailure(yield* called(Effect.die("boom"), 1_000)))
     }))
 
-  it.effect("interrupting the caller interrupts the call", () =>
+  it.effect("interrupting the returned fiber interrupts the call, and is not taken for a timeout", () =>
     Effect.gen(function*() {
       let interrupted = false
       const call = Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => (interrupted = true))))
-      const caller = yield* Effect.fork(callTimeout(call, 60_000, () => "timed out"))
+      const runtime = yield* Effect.runtime<never>()
+      let reported: Exit.Exit<never, "timed out"> | undefined
+      const fiber = startCall(runtime, call, 60_000, () => "timed out" as const, (exit) => (reported = exit))
       yield* pause(50)
-      yield* Fiber.interrupt(caller)
+      yield* Fiber.interrupt(fiber)
       assert.isTrue(interrupted)
+      assert.isTrue(reported !== undefined && Exit.isInterrupted(reported))
     }))
 })
