@@ -544,7 +544,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           generation.scope,
           Effect.suspend(() => {
             closed = true
-            return Fiber.interruptAll(calls)
+            return Fiber.interruptAll([...calls])
           })
         )
 
