@@ -631,6 +631,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             discard: true
           })
         }).pipe(
+          // Stop runs in a finalizer, which is uninterruptible: without this the grace could not cut the wait short.
+          Effect.interruptible,
           Effect.timeout(dispatch.shutdown_grace),
           Effect.ignore,
           Effect.zipRight(Scope.close(generation.scope, Exit.void))

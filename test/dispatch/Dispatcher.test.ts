@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Chunk, Clock, Effect, Exit, Schedule, Scope, TestClock } from "effect"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { fixture } from "../support/Fixtures.js"
 import { eventually, pause, startReceiver } from "../support/Receiver.js"
 import { post, signedHeaders, startRelay, tempSqlite } from "../support/Relay.js"
@@ -297,5 +299,57 @@ describe("dispatch while the store refuses writes", () => {
       yield* Scope.close(relayScope, Exit.void)
       assert.isBelow(Date.now() - started, 5_000)
       assert.deepStrictEqual(other.prepare("SELECT state FROM deliveries").all(), [{ state: "running" }])
+    }))
+
+})
+
+describe("dispatch at shutdown", () => {
+  it.scopedLive("a call still on the wire past shutdown_grace is aborted, and its delivery is left to its lease", () =>
+    Effect.gen(function*() {
+      // A destination that never answers, and counts the connections its client closed.
+      let closed = 0
+      const silent = createServer((req) => {
+        req.resume()
+        req.socket.once("close", () => closed++)
+      })
+      yield* Effect.async<void>((resume) => {
+        silent.listen(0, "127.0.0.1", () => resume(Effect.void))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => {
+        silent.close()
+        silent.closeAllConnections()
+      }))
+      const { port } = silent.address() as AddressInfo
+      const store = yield* tempSqlite
+      const relayScope = yield* Scope.make()
+      const relay = yield* startRelay({
+        store,
+        secrets: [SECRET],
+        extra: `
+plugins:
+  sink:
+    use: webhook
+    url: http://127.0.0.1:${port}/hook
+    timeout: 60s
+routes:
+  - to: sink
+dispatch:
+  lease: 5m
+  shutdown_grace: 300ms
+`
+      }).pipe(Scope.extend(relayScope))
+
+      assert.strictEqual((yield* send(relay.webhookUrl, "VKYC_USER_CALL_QUEUED")).status, 200)
+      const other = new Database(store.slice("sqlite:".length))
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      yield* eventually(() => (other.prepare("SELECT state FROM deliveries").all() as Array<{ state: string }>)[0]?.state === "running")
+      yield* pause(300)
+      assert.strictEqual(closed, 0)
+      const started = Date.now()
+      yield* Scope.close(relayScope, Exit.void)
+      assert.isBelow(Date.now() - started, 5_000)
+      yield* eventually(() => closed === 1)
+      assert.deepStrictEqual(other.prepare("SELECT state, attempts FROM deliveries").all(), [{ state: "running", attempts: 1 }])
+      assert.deepStrictEqual(other.prepare("SELECT count(*) AS n FROM attempts").all(), [{ n: 0 }])
     }))
 })
