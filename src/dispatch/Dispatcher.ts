@@ -459,7 +459,9 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
 
         // Plugins' HTTP calls open no span and send no trace headers: no tracer is configured to collect them,
         // and the span alone costs about a fifth of a webhook call.
+        // Interruptible even if the lane starts in an uninterruptible region, so that timeouts and the close stop calls.
         const callRuntime = yield* Effect.runtime<never>().pipe(
+          Effect.interruptible,
           Effect.locally(HttpClient.currentTracerDisabledWhen, () => true),
           Effect.locally(HttpClient.currentTracerPropagation, false),
           Effect.annotateLogs({ service: "Dispatcher", instance: spec.name })
@@ -475,7 +477,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
             finish = finishOf(row, startedAt, outcome)
           } catch (defect) {
             unsafeLetGo(1)
-            runFork(Effect.logError("a delivery's next step could not be decided; it runs again once its lease expires", Cause.die(defect)))
+            Runtime.runFork(callRuntime)(Effect.logError("a delivery's next step could not be decided; it runs again once its lease expires", Cause.die(defect)))
             return schedule()
           }
           // Counted as recording before it stops counting as in hand, so a stopping generation never sees neither.
@@ -511,7 +513,13 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
               busy -= 1
               return unsafeLetGo(1)
             }
-            finished(ready, startedAt, outcomeOf(exit))
+            let outcome: Either.Either<DeliveryReceipt, PluginError>
+            try {
+              outcome = outcomeOf(exit)
+            } catch (defect) {
+              outcome = Either.left(unexpected(defect))
+            }
+            finished(ready, startedAt, outcome)
           })
           if (!ended) calls.add(fiber)
         }

@@ -140,7 +140,7 @@ describe("startCall", () => {
       assert.deepStrictEqual(yield* called(Effect.succeed(1), 1_000), Exit.succeed(1))
       assert.deepStrictEqual(yield* called(Effect.fail("refused"), 1_000), Exit.fail("refused"))
       assert.deepStrictEqual(yield* called(Effect.zipRight(pause(10), Effect.fail("later")), 1_000), Exit.fail("later"))
-      assert.isTrue(Exit.isFailure(yield* called(Effect.die("boom"), 1_000)))
+      assert.deepStrictEqual(yield* called(Effect.die("boom"), 1_000), Exit.die("boom"))
     }))
 
   it.effect("interrupting the returned fiber interrupts the call, and is not taken for a timeout", () =>
