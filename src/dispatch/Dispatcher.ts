@@ -503,6 +503,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("kyc-relay/Dispatch
           } catch (defect) {
             return finished(ready, startedAt, Either.left(unexpected(defect)))
           }
+          // A plugin effect that completes at once reports before startCall returns: `fiber` is still unset then, and
+          // `ended` keeps the finished call out of `calls`.
           let fiber: Fiber.RuntimeFiber<DeliveryReceipt, PluginError> | undefined
           let ended = false
           fiber = startCall(callRuntime, handled, timeout, onTimeout, (exit) => {
