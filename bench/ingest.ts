@@ -6,6 +6,7 @@
  *
  *   npm run bench                                   # 50 connections, 2 s warm-up + 10 s per target
  *   BENCH_DURATION=30 BENCH_CONNECTIONS=100 npm run bench
+ *   BENCH_PACED_RATE=2000 npm run bench             # the fixed-rate acknowledgement run at 2 000 req/s (default 1 000)
  *   BENCH_ONLY=delivery npm run bench               # one part only (or BENCH_ONLY=ingest)
  *
  * Prints a Markdown table on stdout; progress and warnings go to stderr.
@@ -20,7 +21,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import Database from "better-sqlite3"
-import { closedLoop, type LoadResult } from "./load.js"
+import { runLoad, type LoadResult } from "./load.js"
 
 const SECRET = "bench-secret"
 const HOST = "127.0.0.1"
@@ -43,6 +44,8 @@ const execFileAsync = promisify(execFile)
 interface Settings {
   readonly seconds: number
   readonly connections: number
+  /** The fixed rate of the acknowledgement-latency run, requests per second over the same connections. */
+  readonly pacedRate: number
   readonly phases: ReadonlySet<Phase>
 }
 
@@ -70,6 +73,7 @@ const readPhases = (): ReadonlySet<Phase> => {
 const readSettings = (): Settings => ({
   seconds: positiveNumber("BENCH_DURATION", 10, false),
   connections: positiveNumber("BENCH_CONNECTIONS", 50, true),
+  pacedRate: positiveNumber("BENCH_PACED_RATE", 1_000, false),
   phases: readPhases()
 })
 
@@ -184,7 +188,8 @@ const bodyStatus = (body: string): { readonly status: string; readonly eventId: 
   }
 }
 
-const load = async (baseUrl: string, seconds: number, connections: number, collectIds: boolean): Promise<LoadOutcome> => {
+/** Closed loop without a `rate`; open loop at `rate` requests per second with one. */
+const load = async (baseUrl: string, seconds: number, connections: number, collectIds: boolean, rate?: number): Promise<LoadOutcome> => {
   const acknowledged: Array<string> = []
   const answers = new Map<string, number>()
   const rejections: Array<string> = []
@@ -201,7 +206,7 @@ const load = async (baseUrl: string, seconds: number, connections: number, colle
   }
   const { port } = new URL(baseUrl)
   const result = await withTimeout(
-    closedLoop({ host: HOST, port: Number(port), connections, seconds, request: signedRequest, onAnswer }),
+    runLoad({ host: HOST, port: Number(port), connections, seconds, request: signedRequest, onAnswer, ...(rate === undefined ? {} : { rate }) }),
     (seconds + 20) * 1000,
     "the load generator"
   )
@@ -351,7 +356,9 @@ interface Measurement {
   /** CPU used during the measured run, in % of one core. */
   readonly serverCpu: number | undefined
   readonly clientCpu: number
-  /** Warm-up and measured run together: what the store should hold. */
+  /** The same connections at `Settings.pacedRate`, after the measured run. */
+  readonly paced: LoadOutcome
+  /** Warm-up and both runs together: what the store should hold. */
   readonly acknowledged: ReadonlyArray<string>
   readonly unanswered: number
 }
@@ -388,12 +395,17 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
   const elapsed = (performance.now() - started) / 1000
   const serverAfter = cpuSeconds(server.child.pid)
   const clientAfter = clientCpuSeconds()
+  note(`${spec.label}: ${settings.seconds} s at a fixed ${settings.pacedRate} req/s over the same connections`)
+  const paced = await load(server.url, settings.seconds, settings.connections, stores, settings.pacedRate)
+  if (paced.result.unwritten > 0) {
+    warn(`${spec.label}, fixed rate: ${paced.result.unwritten} requests fell due with every connection busy and were never sent; the rate is past what it serves`)
+  }
   const rss = peakRssKiB(server.child.pid)
   const crashed = server.exitInfo()
   if (crashed !== undefined) warn(`${spec.label}: the server exited during the run (${crashed})`)
   await stopServer(server)
 
-  for (const [phase, outcome] of [["warm-up", warmup], ["measured run", measured]] as const) {
+  for (const [phase, outcome] of [["warm-up", warmup], ["measured run", measured], ["fixed-rate run", paced]] as const) {
     const { result } = outcome
     const bad = non2xx(result) + result.errors
     if (bad > 0) {
@@ -406,7 +418,7 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
     }
   }
   // A 2xx that is not "accepted" (duplicate, quarantined) means the events did not go the intended path.
-  for (const outcome of [warmup, measured]) {
+  for (const outcome of [warmup, measured, paced]) {
     if (Array.from(outcome.answers.keys()).some((key) => key.startsWith("2") && key !== "200 accepted")) {
       warn(`${spec.label}: 2xx answers other than "200 accepted": ${describeAnswers(outcome.answers)}`)
     }
@@ -419,11 +431,12 @@ const runTarget = async (spec: TargetSpec, settings: Settings): Promise<Measurem
     store: spec.store,
     kind: spec.kind,
     measured,
+    paced,
     peakRssKiB: rss,
     serverCpu: serverBefore === undefined || serverAfter === undefined ? undefined : (100 * (serverAfter - serverBefore)) / elapsed,
     clientCpu: (100 * (clientAfter - clientBefore)) / elapsed,
-    acknowledged: [...warmup.acknowledged, ...measured.acknowledged],
-    unanswered: warmup.unanswered + measured.unanswered
+    acknowledged: [...warmup.acknowledged, ...measured.acknowledged, ...paced.acknowledged],
+    unanswered: warmup.unanswered + measured.unanswered + paced.unanswered
   }
 }
 
@@ -948,7 +961,7 @@ const driftNote = (baselines: ReadonlyArray<Measurement>): ReadonlyArray<string>
 }
 
 const commandLine = (): string => {
-  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY", "BENCH_CPU_PROFILE"].filter((name) => (process.env[name] ?? "") !== "")
+  const set = ["BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_PACED_RATE", "BENCH_ONLY", "BENCH_CPU_PROFILE"].filter((name) => (process.env[name] ?? "") !== "")
   return [...set.map((name) => `${name}=${process.env[name]}`), "npm run bench"].join(" ")
 }
 
@@ -973,6 +986,28 @@ const printReport = (
   if (baselines.length > 1) {
     lines.push(row([`baseline, mean of ${baselines.length} runs`, "none", baselineRate.toFixed(0), "", "", "", "", "", "1.00", "", "", ""]))
   }
+  if (measurements.length > 0) {
+    lines.push(
+      "",
+      row(["Target", "Store", `Fixed rate req/s`, "Answered/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "Non-2xx", "Errors"]),
+      row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+      ...measurements.map((m) => {
+        const { result } = m.paced
+        return row([
+          m.kind === "product" ? "kyc-relay" : m.label,
+          m.store,
+          String(settings.pacedRate),
+          result.rate.toFixed(0),
+          ms(percentile(result.latencies, 50)),
+          ms(percentile(result.latencies, 99)),
+          ms(percentile(result.latencies, 99.9)),
+          ms(result.latencies.length === 0 ? Number.NaN : result.latencies[result.latencies.length - 1]!),
+          String(non2xx(result)),
+          String(result.errors)
+        ])
+      })
+    )
+  }
   const cpu = cpus()
   lines.push(
     "",
@@ -982,14 +1017,16 @@ const printReport = (
     "Latency: from writing a request to reading its whole answer. Peak RSS: VmHWM of the server process.",
     "CPU %: user + system time during the measured run, 100 = one core; the client is the load generator in this process (bench/load.ts).",
     `Load: closed loop over ${settings.connections} keep-alive connections, ${WARMUP_SECONDS} s warm-up then ${settings.seconds} s measured per target, ` +
-      `a unique signed VKYC_USER_CALL_QUEUED event per request; load generator on the same machine.`,
+      `a unique signed VKYC_USER_CALL_QUEUED event per request; load generator on the same machine. ` +
+      `Then ${settings.seconds} s at a fixed ${settings.pacedRate} req/s over the same connections (open loop: each request goes out ` +
+      `when it falls due on a free connection, and its latency counts from when it fell due).`,
     `Machine: ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ` +
       `Node ${process.version}, ${platform()} ${release()}${pgVersion === undefined ? "" : `, PostgreSQL ${pgVersion}`}`,
     `Command: ${commandLine()}`
   )
   for (const check of checks) {
     lines.push(
-      `Store check (${check.label}): ${check.stored} rows, ${check.acknowledged} acknowledged (warm-up + measured), ` +
+      `Store check (${check.label}): ${check.stored} rows, ${check.acknowledged} acknowledged (warm-up and both runs), ` +
         `${check.missing} acknowledged but missing, ${check.extra} stored from requests still in flight when the load stopped ` +
         `(≤ ${check.unanswered} unanswered) — ${check.ok ? "OK" : "MISMATCH"}`
     )

@@ -1,6 +1,9 @@
 /**
- * The ingest bench's load generator: a closed loop over `connections` keep-alive HTTP/1.1 connections, each
- * with one request in flight and the next one written as soon as the previous answer is in. Raw `node:net`
+ * The ingest bench's load generator over `connections` keep-alive HTTP/1.1 connections, each with one request
+ * in flight. Without a `rate` it is a closed loop: the next request is written as soon as the previous answer is
+ * in, which measures the most the server can take. With a `rate` it is an open loop: requests fall due on a fixed
+ * schedule and go out on whichever connection is free, and a request's latency counts from when it fell due, so
+ * that time spent waiting for a free connection is not hidden (no coordinated omission). Raw `node:net`
  * sockets and a reader that knows only what a `Content-Length` answer needs, because the client shares the
  * machine with the server it measures: autocannon spent ~150–190 µs of CPU per request here, as much as the
  * baseline server itself, and took that time from the server's threads; this spends ~85 µs, most of it making
@@ -19,6 +22,8 @@ export interface LoadOptions {
   readonly onAnswer: (status: number, body: string) => void
   /** An unanswered request counts as an error after this long; its connection is replaced. */
   readonly timeoutMs?: number
+  /** Requests per second on a fixed schedule (open loop); without it, as many as the server answers. */
+  readonly rate?: number
 }
 
 export interface LoadResult {
@@ -30,7 +35,9 @@ export interface LoadResult {
   readonly errors: number
   readonly written: number
   readonly answered: number
-  /** Milliseconds from writing a request to reading its whole answer, sorted. */
+  /** With a `rate`: requests that fell due but found no free connection before the end. */
+  readonly unwritten: number
+  /** Milliseconds from writing a request (with a `rate`: from when it fell due) to reading its whole answer, sorted. */
   readonly latencies: Float64Array
 }
 
@@ -40,7 +47,10 @@ const LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i
 const DRAIN_MS = 5_000
 const RECONNECT_PAUSE_MS = 100
 
-export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
+/** How often an open loop looks at its schedule. */
+const TICK_MS = 1
+
+export const runLoad = (options: LoadOptions): Promise<LoadResult> =>
   new Promise((resolve) => {
     const timeoutMs = options.timeoutMs ?? 10_000
     const statuses = new Map<number, number>()
@@ -53,11 +63,17 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
     let finished = false
     const started = performance.now()
     const open = new Set<Socket>()
+    // Open loop: the times at which requests fell due and not yet written, and the connections waiting for one.
+    const due: Array<number> = []
+    const idle: Array<() => void> = []
+    let scheduled = 0
+    let unwrittenAtStop = 0
 
     const finish = () => {
       if (finished) return
       finished = true
       clearTimeout(drainTimer)
+      clearInterval(ticker)
       // Requests still unanswered now count as neither answers nor errors.
       const left = [...open]
       open.clear()
@@ -68,6 +84,7 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
         errors,
         written,
         answered,
+        unwritten: unwrittenAtStop,
         latencies: latencies.subarray(0, answered).sort()
       })
     }
@@ -99,8 +116,12 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
           if (open.size === 0) finish()
           return
         }
+        if (options.rate !== undefined && due.length === 0) {
+          idle.push(next)
+          return
+        }
         const request = options.request()
-        sentAt = performance.now()
+        sentAt = options.rate === undefined ? performance.now() : due.shift()!
         waiting = true
         written++
         timer = setTimeout(() => fail(), timeoutMs)
@@ -111,6 +132,8 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
       const fail = () => {
         clearTimeout(timer)
         if (!open.delete(socket)) return
+        const waitingAt = idle.indexOf(next)
+        if (waitingAt !== -1) idle.splice(waitingAt, 1)
         if (waiting || !connected) errors++
         socket.destroy()
         if (stopping) {
@@ -150,9 +173,20 @@ export const closedLoop = (options: LoadOptions): Promise<LoadResult> =>
     }
 
     for (let i = 0; i < options.connections; i++) connection()
+    const rate = options.rate
+    const ticker = rate === undefined ? undefined : setInterval(() => {
+      if (stopping) return
+      const elapsed = performance.now() - started
+      for (; scheduled < Math.floor((elapsed / 1000) * rate); scheduled++) due.push(started + (scheduled * 1000) / rate)
+      while (due.length > 0 && idle.length > 0) idle.shift()!()
+    }, TICK_MS)
     let drainTimer: NodeJS.Timeout | undefined
     setTimeout(() => {
       stopping = true
+      clearInterval(ticker)
+      // Idle connections have nothing in flight; requests that fell due but were never written are not counted.
+      for (const wake of idle.splice(0)) wake()
+      unwrittenAtStop = due.length
       drainTimer = setTimeout(finish, DRAIN_MS)
       // Connections still connecting have nothing in flight.
       if (open.size === 0) finish()
