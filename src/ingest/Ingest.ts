@@ -30,7 +30,8 @@ interface Received {
  * Stores webhooks. Requests that arrive together are written in one transaction (see GroupCommit); in that
  * same transaction each new event updates its verification's lifecycle and gets one delivery per routed plugin
  * instance, so a 200 means the event and all its deliveries are durable. On a SQLite file the transaction
- * runs on a writer thread (SqliteWriter); on PostgreSQL through the SQL client. Deliveries whose plugin instance
+ * runs on a writer thread (SqliteWriter); on PostgreSQL on a pooled connection (PgIngest), or through the SQL
+ * client for the rare batches that one does not take. Deliveries whose plugin instance
  * has room in this process are written leased to it and handed over after the commit (see Direct).
  */
 export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
@@ -66,15 +67,10 @@ export class Ingest extends Effect.Service<Ingest>()("kyc-relay/Ingest", {
         yield* deliveries.enqueue(planned.deliveries)
         return { stored, staleIds: planned.staleIds, woken: [...planned.woken], unrouted: planned.unrouted } satisfies Committed
       }).pipe(sql.withTransaction)
-    const commitWithSql = sql.onDialectOrElse({
-      pg: () => (batch: ReadonlyArray<Arrival>, now: string) => pgIngest.accepts(batch) ? pgIngest.commit(batch, now) : generic(batch, now),
-      orElse: () => generic
-    })
-
     const { writer } = yield* SqliteWriterService
-    const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = writer === undefined
-      ? (batch, now) => Runtime.runPromise(runtime)(commitWithSql(batch, now))
-      : writer.commit
+    const commit: (batch: ReadonlyArray<Arrival>, now: string) => Promise<Committed> = writer !== undefined
+      ? writer.commit
+      : (batch, now) => pgIngest.accepts(batch) ? pgIngest.commit(batch, now) : Runtime.runPromise(runtime)(generic(batch, now))
 
     const batches = groupCommit<Received, Stored>({
       maxBatch: MAX_BATCH,

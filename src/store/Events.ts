@@ -38,10 +38,12 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
     const sql = yield* SqlClient.SqlClient
 
     /** The ids of the events stored under these dedupe keys. */
+    const selectIdsByKey = (keys: ReadonlyArray<string>) =>
+      sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE ${sql.in("dedupe_key", keys)}`
+
+    /** dedupe key → the id of the event stored with it. */
     const idsByKey = (keys: ReadonlyArray<string>) =>
-      sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE ${sql.in("dedupe_key", keys)}`.pipe(
-        Effect.map((rows) => new Map(rows.map((row) => [row.dedupe_key, row.id])))
-      )
+      selectIdsByKey(keys).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.dedupe_key, row.id]))))
 
     /**
      * Stores a batch in one transaction. A row whose dedupe key is already stored (or appears earlier in
@@ -88,8 +90,9 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
     const ping = sql`SELECT 1`.pipe(Effect.asVoid)
 
     /** Flags events that arrived after their verification had already moved past them. */
-    const markStale = (ids: ReadonlyArray<string>) =>
-      ids.length === 0 ? Effect.void : sql`UPDATE events SET stale = 1 WHERE ${sql.in("id", ids)}`.pipe(Effect.asVoid)
+    const updateStale = (ids: ReadonlyArray<string>) => sql`UPDATE events SET stale = 1 WHERE ${sql.in("id", ids)}`
+
+    const markStale = (ids: ReadonlyArray<string>) => ids.length === 0 ? Effect.void : updateStale(ids).pipe(Effect.asVoid)
 
     /** Events to replay, chosen by id, by status or by arrival time. */
     const select = Effect.fn("Events.select")(function*(filter: {
@@ -116,6 +119,18 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
         Effect.orDie
       )
 
-    return { insertBatch, idsByKey, list, timeline, count, ping, markStale, select, accept } as const
+    return {
+      insertBatch,
+      idsByKey,
+      list,
+      timeline,
+      count,
+      ping,
+      markStale,
+      select,
+      accept,
+      // The statements themselves, for a transaction run outside the SQL client (see PgIngest).
+      statements: { selectIdsByKey, updateStale }
+    } as const
   })
 }) {}

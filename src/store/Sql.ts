@@ -1,9 +1,10 @@
 import { Migrator } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Data, Effect, Layer, Redacted, Schedule } from "effect"
+import { Context, Data, Duration, Effect, Layer, Schedule } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
+import Pg from "pg"
 import { createEvents } from "./migrations/0001_events.js"
 import { createDeliveries } from "./migrations/0002_deliveries.js"
 import { prefixDedupeKeys } from "./migrations/0003_dedupe_time.js"
@@ -37,8 +38,42 @@ const sqliteLayer = (filename: string) =>
     Layer.provide(Layer.effectDiscard(Effect.sync(() => mkdirSync(dirname(filename), { recursive: true }))))
   )
 
+/**
+ * The `pg` pool behind the SQL client on PostgreSQL (undefined on SQLite): ingest's usual transaction runs on it
+ * directly (see PgIngest), as SQLite's runs on the writer thread, without the SQL client's per-statement effects.
+ */
+export class PgPool extends Context.Tag("kyc-relay/PgPool")<PgPool, { readonly pool: Pg.Pool | undefined }>() {}
+
+const CONNECT_TIMEOUT = Duration.seconds(5)
+
+const openPool = (url: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const pool = new Pg.Pool({
+        connectionString: url,
+        max: 10,
+        connectionTimeoutMillis: Duration.toMillis(CONNECT_TIMEOUT),
+        application_name: "kyc-relay"
+      })
+      // An idle connection that drops is replaced on the next checkout; without a listener it would end the process.
+      pool.on("error", () => {})
+      yield* Effect.tryPromise({
+        try: () => pool.query("SELECT 1"),
+        catch: (cause) => {
+          void pool.end()
+          return cause
+        }
+      })
+      return pool
+    }),
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1000))
+  )
+
 const postgresLayer = (url: string) =>
-  PgClient.layer({ url: Redacted.make(url), maxConnections: 10 })
+  Layer.unwrapScoped(Effect.map(openPool(url), (pool) =>
+    PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: "kyc-relay" }).pipe(
+      Layer.merge(Layer.succeed(PgPool, { pool }))
+    )))
 
 // Instances starting together on a new PostgreSQL database race to create the migrations table;
 // the loser's next attempt finds it and waits on its lock instead.
@@ -65,7 +100,9 @@ export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
 
 /** The generic `SqlClient` for `store.url`, as it is: not migrated. */
 export const clientLayer = (url: string) =>
-  storeKind(url) === "sqlite" ? sqliteLayer(url.slice("sqlite:".length)) : postgresLayer(url)
+  storeKind(url) === "sqlite"
+    ? sqliteLayer(url.slice("sqlite:".length)).pipe(Layer.merge(Layer.succeed(PgPool, { pool: undefined })))
+    : postgresLayer(url)
 
 /** The generic `SqlClient` for `store.url`, migrated to the latest schema before anything else uses it. */
 export const layer = (url: string) =>

@@ -118,7 +118,7 @@ describe("PostgreSQL ingest in one statement", () => {
         const committed = []
         for (const batch of batches()) {
           assert.isTrue(ingest.accepts(batch))
-          committed.push(yield* ingest.commit(batch, NOW))
+          committed.push(yield* Effect.promise(() => ingest.commit(batch, NOW)))
         }
         // Two ids the store holds as one, or past PostgreSQL's 65 535 parameters in one statement: the generic way.
         assert.isFalse(ingest.accepts([
@@ -147,5 +147,27 @@ describe("PostgreSQL ingest in one statement", () => {
         fromPg.deliveries.filter((d) => d.event_id === "evt_e4" || d.event_id === "evt_e7").map((d) => `${d.event_id}:${d.instance}`),
         ["evt_e4:a", "evt_e7:a", "evt_e7:b"]
       )
+    }))
+
+  it.scopedLive("a batch the database refuses leaves nothing behind, and its connection goes back to the pool", () =>
+    Effect.gen(function*() {
+      const pg = Sql.layer(yield* STORES[1].make).pipe(Layer.provide(NodeContext.layer))
+      yield* Effect.gen(function*() {
+        const ingest = yield* PgIngest
+        const sql = yield* SqlClient.SqlClient
+        // PostgreSQL's text cannot hold U+0000: the statement fails after the batch's first event was written.
+        const refused = [event("evt_r1", "VKYC_USER_CALL_QUEUED", "w1", "2025-05-23T10:00:00Z"), quarantined("evt_r2", "{\"n\":\"\u0000\"}")]
+        assert.isTrue(ingest.accepts(refused))
+        // More failures than the pool has connections: a connection kept after its failure would starve the next.
+        for (let i = 0; i < 12; i++) {
+          const failed = yield* Effect.either(Effect.tryPromise(() => ingest.commit(refused, NOW)))
+          assert.isTrue(Either.isLeft(failed))
+        }
+        const committed = yield* Effect.promise(() => ingest.commit([event("evt_r3", "VKYC_USER_CALL_QUEUED", "w2", "2025-05-23T10:00:00Z")], NOW))
+        assert.deepStrictEqual(committed.stored, [{ eventId: "evt_r3", duplicate: false }])
+        assert.deepStrictEqual(yield* sql`SELECT id FROM events ORDER BY id`, [{ id: "evt_r3" }])
+        assert.deepStrictEqual(yield* sql`SELECT verification_id FROM verifications`, [{ verification_id: "w2" }])
+        assert.deepStrictEqual((yield* sql<{ event_id: string }>`SELECT event_id FROM deliveries ORDER BY id`).map((d) => d.event_id), ["evt_r3", "evt_r3"])
+      }).pipe(Effect.provide(PgIngest.Default.pipe(Layer.provideMerge(pg))))
     }))
 })
