@@ -974,7 +974,7 @@ const printReport = (
 ) => {
   const baselines = measurements.filter((m) => m.kind === "baseline")
   const baselineRate = baselines.length === 0 ? 0 : baselines.reduce((sum, m) => sum + rate(m), 0) / baselines.length
-  const lines: Array<string> = [
+  const lines: Array<string> = measurements.length === 0 ? [] : [
     "",
     row([
       "Target", "Store", "Req/s (avg)", "p50 ms", "p99 ms", "2xx", "Non-2xx", "Errors", "vs baseline", "Peak RSS MiB",
