@@ -49,29 +49,26 @@ const CONNECT_TIMEOUT = Duration.seconds(5)
 const openPool = (url: string) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
-      const pool = new Pg.Pool({
-        connectionString: url,
-        max: 10,
-        connectionTimeoutMillis: Duration.toMillis(CONNECT_TIMEOUT),
-        application_name: "kyc-relay"
-      })
+      const pool = new Pg.Pool({ connectionString: url, max: 10, application_name: "kyc-relay" })
       // An idle connection that drops is replaced on the next checkout; without a listener it would end the process.
       pool.on("error", () => {})
-      yield* Effect.tryPromise({
-        try: () => pool.query("SELECT 1"),
-        catch: (cause) => {
-          void pool.end()
-          return cause
-        }
-      })
+      // Only the first connection has a time limit: later checkouts wait for a connection to come free, as before.
+      yield* Effect.tryPromise({ try: () => pool.query("SELECT 1"), catch: (cause) => cause }).pipe(
+        Effect.timeoutFail({
+          duration: CONNECT_TIMEOUT,
+          onTimeout: () => new Error(`no connection within ${Duration.format(CONNECT_TIMEOUT)}`)
+        }),
+        Effect.tapError(() => Effect.sync(() => void pool.end()))
+      )
       return pool
     }),
-    (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1000))
+    // A finalizer is uninterruptible: without `interruptible` a connection still checked out would hold the timeout off.
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
   )
 
 const postgresLayer = (url: string) =>
   Layer.unwrapScoped(Effect.map(openPool(url), (pool) =>
-    PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: "kyc-relay" }).pipe(
+    PgClient.layerFromPool({ acquire: Effect.succeed(pool) }).pipe(
       Layer.merge(Layer.succeed(PgPool, { pool }))
     )))
 

@@ -155,19 +155,32 @@ describe("PostgreSQL ingest in one statement", () => {
       yield* Effect.gen(function*() {
         const ingest = yield* PgIngest
         const sql = yield* SqlClient.SqlClient
-        // PostgreSQL's text cannot hold U+0000: the statement fails after the batch's first event was written.
-        const refused = [event("evt_r1", "VKYC_USER_CALL_QUEUED", "w1", "2025-05-23T10:00:00Z"), quarantined("evt_r2", "{\"n\":\"\u0000\"}")]
+        yield* Effect.promise(() => ingest.commit([event("evt_r1", "VKYC_USER_CALL_QUEUED", "w1", "2025-05-23T10:00:00Z")], NOW))
+        // Marking a stale event is the transaction's last statement: refused there, the batch's rows are already written.
+        yield* sql.unsafe(`CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$ LANGUAGE plpgsql`)
+        yield* sql`CREATE TRIGGER refuse_stale BEFORE UPDATE OF stale ON events FOR EACH ROW EXECUTE FUNCTION refuse()`
+        const refused = [
+          event("evt_r2", "VKYC_USER_LINK_GENERATED", "w1", "2025-05-23T09:00:00Z"), // older than r1: stale
+          event("evt_r3", "VKYC_USER_CALL_QUEUED", "w2", "2025-05-23T10:00:00Z")
+        ]
         assert.isTrue(ingest.accepts(refused))
         // More failures than the pool has connections: a connection kept after its failure would starve the next.
         for (let i = 0; i < 12; i++) {
           const failed = yield* Effect.either(Effect.tryPromise(() => ingest.commit(refused, NOW)))
-          assert.isTrue(Either.isLeft(failed))
+          assert.isTrue(Either.isLeft(failed) && String(failed.left.cause).includes("refused by a trigger"))
         }
-        const committed = yield* Effect.promise(() => ingest.commit([event("evt_r3", "VKYC_USER_CALL_QUEUED", "w2", "2025-05-23T10:00:00Z")], NOW))
-        assert.deepStrictEqual(committed.stored, [{ eventId: "evt_r3", duplicate: false }])
-        assert.deepStrictEqual(yield* sql`SELECT id FROM events ORDER BY id`, [{ id: "evt_r3" }])
-        assert.deepStrictEqual(yield* sql`SELECT verification_id FROM verifications`, [{ verification_id: "w2" }])
-        assert.deepStrictEqual((yield* sql<{ event_id: string }>`SELECT event_id FROM deliveries ORDER BY id`).map((d) => d.event_id), ["evt_r3", "evt_r3"])
+        yield* sql`DROP TRIGGER refuse_stale ON events`
+        const committed = yield* Effect.promise(() => ingest.commit([event("evt_r4", "VKYC_USER_CALL_QUEUED", "w3", "2025-05-23T10:00:00Z")], NOW))
+        assert.deepStrictEqual(committed.stored, [{ eventId: "evt_r4", duplicate: false }])
+        assert.deepStrictEqual(yield* sql`SELECT id FROM events ORDER BY id`, [{ id: "evt_r1" }, { id: "evt_r4" }])
+        assert.deepStrictEqual(yield* sql`SELECT verification_id, event_id FROM verifications ORDER BY verification_id`, [
+          { verification_id: "w1", event_id: "evt_r1" },
+          { verification_id: "w3", event_id: "evt_r4" }
+        ])
+        assert.deepStrictEqual(
+          (yield* sql<{ event_id: string }>`SELECT event_id FROM deliveries ORDER BY id`).map((d) => d.event_id).sort(),
+          ["evt_r1", "evt_r1", "evt_r4", "evt_r4"]
+        )
       }).pipe(Effect.provide(PgIngest.Default.pipe(Layer.provideMerge(pg))))
     }))
 })
