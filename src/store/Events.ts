@@ -33,6 +33,10 @@ export interface Stored {
 
 const decodeRows = Schema.decodeUnknown(Schema.Array(EventRow))
 
+/** dedupe key → the id of the event stored with it, from rows that carry both. */
+export const idsByDedupeKey = (rows: ReadonlyArray<{ readonly id: string; readonly dedupe_key: string }>) =>
+  new Map(rows.map((row) => [row.dedupe_key, row.id]))
+
 export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -41,9 +45,7 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
     const selectIdsByKey = (keys: ReadonlyArray<string>) =>
       sql<{ id: string; dedupe_key: string }>`SELECT id, dedupe_key FROM events WHERE ${sql.in("dedupe_key", keys)}`
 
-    /** dedupe key → the id of the event stored with it. */
-    const idsByKey = (keys: ReadonlyArray<string>) =>
-      selectIdsByKey(keys).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.dedupe_key, row.id]))))
+    const idsByKey = (keys: ReadonlyArray<string>) => selectIdsByKey(keys).pipe(Effect.map(idsByDedupeKey))
 
     /**
      * Stores a batch in one transaction. A row whose dedupe key is already stored (or appears earlier in
@@ -57,7 +59,7 @@ export class Events extends Effect.Service<Events>()("kyc-relay/Events", {
           INSERT INTO events ${sql.insert(unique)}
           ON CONFLICT (dedupe_key) DO NOTHING
           RETURNING id, dedupe_key`
-        const newIds = new Map(inserted.map((row) => [row.dedupe_key, row.id]))
+        const newIds = idsByDedupeKey(inserted)
         const missing = unique.filter((row) => !newIds.has(row.dedupe_key)).map((row) => row.dedupe_key)
         const oldIds = missing.length === 0 ? new Map<string, string>() : yield* idsByKey(missing)
         return rows.map((row): Stored => {

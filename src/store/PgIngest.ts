@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type Pg from "pg"
 import { type Arrival, freshOf, planDeliveries } from "../ingest/Apply.js"
 import { DELIVERY_COLUMNS, EVENT_COLUMNS, VERIFICATION_COLUMNS } from "./Columns.js"
-import { Events, type Stored } from "./Events.js"
+import { Events, idsByDedupeKey, type Stored } from "./Events.js"
 import { PgPool } from "./Sql.js"
 import type { Committed } from "./SqliteWrite.js"
 import { storable } from "./Storable.js"
@@ -134,7 +134,7 @@ export class PgIngest extends Effect.Service<PgIngest>()("kyc-relay/PgIngest", {
       const duplicates = batch.filter(({ row }) => !inserted.has(row.id)).map(({ row }) => row.dedupe_key)
       const firstStored = duplicates.length === 0
         ? new Map<string, string>()
-        : new Map((await run(client, events.statements.selectIdsByKey(duplicates))).map((r) => [r.dedupe_key, r.id]))
+        : idsByDedupeKey(await run(client, events.statements.selectIdsByKey(duplicates)))
       const stored = batch.map(({ row }): Stored =>
         inserted.has(row.id) ? { eventId: row.id, duplicate: false } : { eventId: firstStored.get(row.dedupe_key)!, duplicate: true }
       )
